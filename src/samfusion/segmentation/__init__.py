@@ -1,0 +1,1 @@
+"""Segmentation backends behind one interface, prompts, instances and per-stream tracking."""
