@@ -21,13 +21,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _find_shared_data() -> Path:
-    """The bundled real data: data/ in the repository, else ../shared/data beside it."""
-    for candidate in (REPO_ROOT / "data", REPO_ROOT.parent / "shared" / "data"):
-        if (candidate / "kitti_object").is_dir():
-            return candidate
-    raise FileNotFoundError(
-        f"real sensor data not found in {REPO_ROOT / 'data'} or {REPO_ROOT.parent / 'shared' / 'data'}"
-    )
+    """The real recorded data set: ../shared/data beside the checkout (SOURCES.md there)."""
+    candidate = REPO_ROOT.parent / "shared" / "data"
+    if not (candidate / "kitti_object").is_dir():
+        raise FileNotFoundError(f"real sensor data not found in {candidate}")
+    return candidate
 
 
 @pytest.fixture(scope="session")
