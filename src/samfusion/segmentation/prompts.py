@@ -32,6 +32,7 @@ class PromptAction(IntEnum):
     REFINE = 1
     REMOVE = 2
     CLEAR = 3
+    SEGMENT_ALL = 4
 
 
 @dataclass(frozen=True)
