@@ -1,0 +1,16 @@
+# Source me (bash): activates the venv and the colcon install, keeps DDS on this machine.
+_sf_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck disable=SC1091
+source "${SAMFUSION_VENV:-$_sf_root/.venv}/bin/activate"
+export AMENT_PREFIX_PATH="$VIRTUAL_ENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
+export CMAKE_PREFIX_PATH="$VIRTUAL_ENV${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
+if [ -f "$_sf_root/install/setup.bash" ]; then
+  # shellcheck disable=SC1091
+  source "$_sf_root/install/setup.bash"
+fi
+# The source tree first, so modules added since the last colcon build are importable.
+export PYTHONPATH="$_sf_root/src${PYTHONPATH:+:$PYTHONPATH}"
+# Discovery stays on loopback; pick your own domain to keep runs apart.
+export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
+export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-42}"
+unset _sf_root
