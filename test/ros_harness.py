@@ -111,7 +111,7 @@ def node_process(module: str, name: str, **kwargs: Any) -> Iterator[NodeProcess]
 
 
 @contextmanager
-def test_node(name: str = "test_probe") -> Iterator[tuple[Node, SingleThreadedExecutor]]:
+def probe_node(name: str = "test_probe") -> Iterator[tuple[Node, SingleThreadedExecutor]]:
     """An rclpy node in this process with its own context and executor."""
     context = rclpy.Context()
     rclpy.init(context=context)
