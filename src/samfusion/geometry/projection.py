@@ -1,0 +1,239 @@
+"""Projecting LiDAR clouds into camera images, and the nearest-surface (occlusion) rule.
+
+Two paths share one convention (pixel index = floor of the raw pixel coordinate, valid when
+``0 <= u < width`` and ``0 <= v < height`` of the published image, depth = z in the camera
+optical frame > ``min_depth``):
+
+* :func:`project_points`: one camera, float64, dense per-point results (reference path).
+* :func:`project_to_cameras`: many cameras in one float32 matrix product, sparse results for
+  the points inside each image (the labeling hot path). float32 moves pixel coordinates by
+  about 1e-4 px, so a point within that distance of an image border may be classed
+  differently from the float64 path.
+
+Occlusion: a LiDAR point hidden behind a nearer surface still projects into the image, where
+the mask belongs to the nearer object. :func:`nearest_surface_mask` keeps a point only if its
+depth is within a tolerance of the minimum depth over its (2r+1) x (2r+1) pixel neighbourhood,
+from a z-buffer of all projected points eroded (min-filtered) with a square kernel. The
+neighbourhood covers the gaps between sparse LiDAR points on the near surface.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import cv2
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from samfusion.errors import ConfigError, ConversionError
+from samfusion.geometry.camera_model import CameraModel
+from samfusion.geometry.transform import RigidTransform
+
+__all__ = [
+    "Projection",
+    "PixelHits",
+    "OcclusionConfig",
+    "project_points",
+    "project_to_cameras",
+    "nearest_surface_mask",
+    "nearest_surface",
+]
+
+
+@dataclass(frozen=True, eq=False)
+class Projection:
+    """Dense per-point projection into one camera (N points).
+
+    ``uv`` float64 raw pixel coordinates (NaN when not in front), ``u``/``v`` int32 pixel
+    indices (floor of uv; -1 where not ``valid``), ``depth`` float32 z in the camera frame
+    (NaN for non-finite input), ``valid`` in front and inside the image.
+    """
+
+    uv: NDArray[np.float64]
+    u: NDArray[np.int32]
+    v: NDArray[np.int32]
+    depth: NDArray[np.float32]
+    valid: NDArray[np.bool_]
+    width: int
+    height: int
+
+
+@dataclass(frozen=True, eq=False)
+class PixelHits:
+    """The points of a cloud inside one camera image: cloud ``index``, pixel, depth (sparse)."""
+
+    index: NDArray[np.intp]
+    u: NDArray[np.int32]
+    v: NDArray[np.int32]
+    depth: NDArray[np.float32]
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class OcclusionConfig:
+    """Nearest-surface rule: a point is visible if ``depth <= zmin + max(abs, rel * zmin)``.
+
+    ``zmin`` is the minimum depth over the point's (2 radius_px + 1)^2 pixel neighbourhood;
+    ``depth_tolerance`` is in metres, ``relative_tolerance`` a fraction of ``zmin`` (LiDAR
+    range noise grows with distance). ``enabled=False`` keeps every point in the image.
+    """
+
+    enabled: bool = True
+    radius_px: int = 2
+    depth_tolerance: float = 0.5
+    relative_tolerance: float = 0.0
+
+    def __post_init__(self) -> None:
+        if int(self.radius_px) != self.radius_px or not 0 <= self.radius_px <= 64:
+            raise ConfigError(f"occlusion radius_px must be an integer in [0, 64], got {self.radius_px}")
+        if not (self.depth_tolerance >= 0 and np.isfinite(self.depth_tolerance)):
+            raise ConfigError(f"occlusion depth_tolerance must be >= 0 metres, got {self.depth_tolerance}")
+        if not (self.relative_tolerance >= 0 and np.isfinite(self.relative_tolerance)):
+            raise ConfigError(f"occlusion relative_tolerance must be >= 0, got {self.relative_tolerance}")
+
+
+def _points(xyz: ArrayLike, dtype: type) -> NDArray[np.floating]:
+    pts = np.asarray(xyz)
+    if pts.ndim != 2 or pts.shape[1] < 3:
+        raise ConversionError(f"points must have shape (N, 3) (extra columns ignored), got {pts.shape}")
+    return np.asarray(pts[:, :3], dtype=dtype)
+
+
+def project_points(
+    xyz: ArrayLike, T_cam_from_lidar: RigidTransform, camera: CameraModel, min_depth: float = 0.1
+) -> Projection:
+    """Project (N, 3) LiDAR points into ``camera`` (float64 reference path)."""
+    camera.validate()
+    pts = T_cam_from_lidar.apply(_points(xyz, np.float64))
+    uv, in_front = camera.project(pts, min_depth=min_depth)
+    w, h = camera.image_size
+    with np.errstate(invalid="ignore"):
+        valid = in_front & (uv[:, 0] >= 0) & (uv[:, 0] < w) & (uv[:, 1] >= 0) & (uv[:, 1] < h)
+    u = np.full(len(pts), -1, dtype=np.int32)
+    v = np.full(len(pts), -1, dtype=np.int32)
+    u[valid] = np.floor(uv[valid, 0]).astype(np.int32)
+    v[valid] = np.floor(uv[valid, 1]).astype(np.int32)
+    return Projection(uv, u, v, pts[:, 2].astype(np.float32), valid, w, h)
+
+
+def project_to_cameras(
+    xyz: ArrayLike,
+    transforms: Sequence[RigidTransform],
+    cameras: Sequence[CameraModel],
+    min_depth: float = 0.1,
+) -> list[PixelHits]:
+    """Project one cloud into several cameras at once (float32); one :class:`PixelHits` each.
+
+    All cameras share one (3C x 3) matrix product. For undistorted cameras K is folded into
+    the rotation, so the image-bounds test runs on homogeneous coordinates before dividing
+    and only points inside the image are gathered.
+    """
+    if len(transforms) != len(cameras):
+        raise ConfigError(f"got {len(transforms)} transforms for {len(cameras)} cameras")
+    pts = _points(xyz, np.float32)
+    n = len(pts)
+    rows, offsets = [], []
+    for cam, tf in zip(cameras, transforms):
+        cam.validate()
+        rot, t = tf.rotation, tf.translation
+        if not cam.is_distorted:
+            rot, t = cam.image_K @ rot, cam.image_K @ t
+        rows.append(rot)
+        offsets.append(t)
+    a = np.vstack(rows).astype(np.float32)
+    hom = a @ pts.T if n else np.zeros((len(a), 0), np.float32)  # (3C, N)
+    out: list[PixelHits] = []
+    for c, cam in enumerate(cameras):
+        w, h = cam.image_size
+        b = offsets[c].astype(np.float32)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            z = hom[3 * c + 2] + b[2]
+            if cam.is_distorted:
+                idx = np.flatnonzero(z > min_depth)
+                zs = z[idx]
+                x = (hom[3 * c, idx] + b[0]) / zs
+                y = (hom[3 * c + 1, idx] + b[1]) / zs
+                xd, yd, ok = cam.distort_normalized(x, y)
+                uf, vf = cam.normalized_to_pixels(xd, yd)
+            else:
+                uz = hom[3 * c] + b[0]
+                vz = hom[3 * c + 1] + b[1]
+                pre = (z > min_depth) & (uz >= 0) & (vz >= 0) & (uz < w * z) & (vz < h * z)
+                idx = np.flatnonzero(pre)
+                zs = z[idx]
+                uf, vf = uz[idx] / zs, vz[idx] / zs
+                ok = np.ones(len(idx), dtype=bool)
+            keep = ok & (uf >= 0) & (uf < w) & (vf >= 0) & (vf < h)
+        out.append(
+            PixelHits(
+                idx[keep],
+                uf[keep].astype(np.int32),  # truncation == floor for non-negative values
+                vf[keep].astype(np.int32),
+                zs[keep].astype(np.float32, copy=False),
+                w,
+                h,
+            )
+        )
+    return out
+
+
+def nearest_surface(
+    u: NDArray[np.integer],
+    v: NDArray[np.integer],
+    depth: NDArray[np.floating],
+    width: int,
+    height: int,
+    *,
+    radius_px: int = 2,
+    depth_tolerance: float = 0.5,
+    relative_tolerance: float = 0.0,
+) -> NDArray[np.bool_]:
+    """Occlusion test for points already inside the image (pixel indices and depths).
+
+    The z-buffer covers only the bounding box of the given pixels (plus nothing: cells
+    outside it are empty, so the erosion there would see +inf anyway).
+    """
+    n = len(depth)
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    u = np.asarray(u, dtype=np.intp)
+    v = np.asarray(v, dtype=np.intp)
+    if u.min() < 0 or v.min() < 0 or u.max() >= width or v.max() >= height:
+        raise ConversionError(f"pixel indices fall outside the {width}x{height} image")
+    d = np.asarray(depth, dtype=np.float32)
+    u0, v0 = int(u.min()), int(v.min())
+    bw, bh = int(u.max()) - u0 + 1, int(v.max()) - v0 + 1
+    pix = (v - v0) * bw + (u - u0)
+    zbuf = np.full(bw * bh, np.inf, dtype=np.float32)
+    np.minimum.at(zbuf, pix, d)
+    if radius_px > 0:
+        kernel = np.ones((2 * radius_px + 1, 2 * radius_px + 1), dtype=np.uint8)
+        eroded = cv2.erode(
+            zbuf.reshape(bh, bw), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=float(np.inf)
+        )
+        zmin = eroded.reshape(-1)[pix]
+    else:
+        zmin = zbuf[pix]
+    tol = np.maximum(np.float32(depth_tolerance), zmin * np.float32(relative_tolerance))
+    return d <= zmin + tol
+
+
+def nearest_surface_mask(
+    proj: Projection,
+    width: int,
+    height: int,
+    radius_px: int = 2,
+    depth_tolerance: float = 0.5,
+    relative_tolerance: float = 0.0,
+) -> NDArray[np.bool_]:
+    """(N,) bool: valid points that are the nearest surface in their pixel neighbourhood."""
+    OcclusionConfig(True, radius_px, depth_tolerance, relative_tolerance)  # validates
+    idx = np.flatnonzero(proj.valid)
+    mask = np.zeros(len(proj.valid), dtype=bool)
+    mask[idx] = nearest_surface(
+        proj.u[idx], proj.v[idx], proj.depth[idx], width, height,
+        radius_px=radius_px, depth_tolerance=depth_tolerance, relative_tolerance=relative_tolerance,
+    )
+    return mask

@@ -1,0 +1,1 @@
+"""Point-cloud processing: labeling LiDAR points from camera masks, per-instance cleanup."""
