@@ -24,7 +24,7 @@ from samfusion.segmentation.prompts import (
     PromptUpdate,
 )
 
-__all__ = ["ObjectTracker", "TrackStep"]
+__all__ = ["IdAllocator", "ObjectTracker", "TrackStep"]
 
 
 @dataclass
@@ -46,10 +46,48 @@ class _ConceptTrack:
     unseen: int = 0
 
 
+class IdAllocator:
+    """Instance ids shared by the streams of one pipeline, so ids are unique across cameras.
+
+    Ids live in 1..65535 (the mono16 id image); fresh ids count up and wrap, skipping ids in use.
+    """
+
+    MAX_ID = 0xFFFF
+
+    def __init__(self) -> None:
+        self._used: dict[int, int] = {}  # id -> number of streams holding it
+        self._next = 1
+
+    def in_use(self, object_id: int) -> bool:
+        return object_id in self._used
+
+    def fresh(self) -> int:
+        if len(self._used) >= self.MAX_ID:
+            raise PromptError("all 65535 instance ids are in use")
+        while self._next in self._used:
+            self._next = self._next % self.MAX_ID + 1
+        object_id = self._next
+        self._next = self._next % self.MAX_ID + 1
+        return object_id
+
+    def hold(self, object_id: int) -> None:
+        if not 1 <= object_id <= self.MAX_ID:
+            raise PromptError(f"object id {object_id} does not fit the mono16 id image (1..65535)")
+        self._used[object_id] = self._used.get(object_id, 0) + 1
+
+    def release(self, object_id: int) -> None:
+        count = self._used.get(object_id, 0) - 1
+        if count > 0:
+            self._used[object_id] = count
+        else:
+            self._used.pop(object_id, None)
+
+
 class ObjectTracker:
     """Prompt store and id keeping for one stream (see module docstring)."""
 
-    def __init__(self, backend: SegmentationBackend, config: TrackerConfig | None = None) -> None:
+    def __init__(self, backend: SegmentationBackend, config: TrackerConfig | None = None,
+                 ids: IdAllocator | None = None) -> None:
         self.config = (config or TrackerConfig()).validate()
         self.backend = backend
         self._stream = backend.create_stream()
@@ -59,7 +97,7 @@ class ObjectTracker:
         self._changed: set[int] = set()
         self._tracks: dict[int, _ConceptTrack] = {}
         self._frames_lost: dict[int, int] = {}
-        self._next_id = 1
+        self._ids = ids or IdAllocator()
 
     # ---- prompts -------------------------------------------------------------------------
     @property
@@ -126,28 +164,17 @@ class ObjectTracker:
         return self.backend.check_prompts(prompts, image_size[1], image_size[0])
 
     def _allocate(self, requested: int) -> int:
-        if requested:
-            if requested in self._objects or requested in self._tracks:
-                raise PromptError(f"object id {requested} already exists; use REFINE to change it")
-            if requested > 0xFFFF:
-                raise PromptError(f"object id {requested} does not fit the mono16 id image (max 65535)")
-            if len(self._objects) + len(self._tracks) >= self.config.max_objects:
-                raise PromptError(f"stream already tracks max_objects={self.config.max_objects}")
-            self._next_id = max(self._next_id, requested + 1)
-            return requested
+        if requested in self._objects or requested in self._tracks:
+            raise PromptError(f"object id {requested} already exists; use REFINE to change it")
         if len(self._objects) + len(self._tracks) >= self.config.max_objects:
             raise PromptError(f"stream already tracks max_objects={self.config.max_objects}")
-        return self._fresh_id()
+        object_id = requested or self._ids.fresh()
+        self._ids.hold(object_id)
+        return object_id
 
-    def _fresh_id(self) -> int:
-        while self._next_id in self._objects or self._next_id in self._tracks:
-            self._next_id += 1
-        if self._next_id > 0xFFFF:
-            self._next_id = 1
-            while self._next_id in self._objects or self._next_id in self._tracks:
-                self._next_id += 1
-        object_id = self._next_id
-        self._next_id += 1
+    def _fresh_track_id(self) -> int:
+        object_id = self._ids.fresh()
+        self._ids.hold(object_id)
         return object_id
 
     def _remove(self, object_id: int) -> int:
@@ -158,12 +185,15 @@ class ObjectTracker:
         else:
             known = sorted(set(self._objects) | set(self._tracks))
             raise PromptError(f"REMOVE for unknown object id {object_id}; known ids: {known}")
+        self._ids.release(object_id)
         self._frames_lost.pop(object_id, None)
         self._changed.discard(object_id)
         self._stream.remove(object_id)
         return object_id
 
     def _clear(self) -> None:
+        for object_id in list(self._objects) + list(self._tracks):
+            self._ids.release(object_id)
         self._objects.clear()
         self._concepts.clear()
         self._tracks.clear()
@@ -235,7 +265,7 @@ class ObjectTracker:
         for d_index, det in enumerate(detections):
             track_id = assigned.get(d_index)
             if track_id is None:
-                track_id = self._fresh_id()
+                track_id = self._fresh_track_id()
                 self._tracks[track_id] = _ConceptTrack(label=det.label, mask=det.mask)
             track = self._tracks[track_id]
             track.mask = det.mask
@@ -248,11 +278,13 @@ class ObjectTracker:
                 self._tracks[track_id].unseen += 1
                 if self._tracks[track_id].unseen >= self.config.forget_after:
                     del self._tracks[track_id]
+                    self._ids.release(track_id)
         room = max(0, self.config.max_objects - len(self._objects))
         if len(self._tracks) > room:  # keep memory bounded: drop the longest-unseen tracks
             stale = sorted(self._tracks, key=lambda t: -self._tracks[t].unseen)
             for track_id in stale[: len(self._tracks) - room]:
                 del self._tracks[track_id]
+                self._ids.release(track_id)
         return out
 
 

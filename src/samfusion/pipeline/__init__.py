@@ -1,0 +1,1 @@
+"""The per-frame perception pipeline shared by the ROS node and the offline command."""
