@@ -11,7 +11,10 @@ D with the ROS distortion models:
 * ``equidistant`` (D = k1 k2 k3 k4): the OpenCV fisheye model, ``theta = atan(r)``,
   ``theta_d = theta (1 + k1 theta^2 + k2 theta^4 + k3 theta^6 + k4 theta^8)``,
   ``(xd, yd) = (theta_d / r) (x, y)``.
-* ``none``: pinhole only. An empty D means no distortion for any model.
+* ``none``: pinhole only.
+
+An empty D means all coefficients zero: pinhole for plumb_bob / rational_polynomial, while
+equidistant keeps its fisheye mapping (r_d = theta), which is never the pinhole.
 
 Pixels: ``u = fx xd + skew yd + cx``, ``v = fy yd + cy``; pixel ``(i, j)`` covers
 ``i <= u < i + 1`` and ``j <= v < j + 1`` (the pixel index is ``floor``).
@@ -195,7 +198,15 @@ class CameraModel:
 
     @property
     def is_distorted(self) -> bool:
+        """True when pixels are not a pinhole projection (any coefficient, or equidistant)."""
+        if self.distortion_model == "equidistant":
+            return True
         return self.distortion_model != "none" and bool(np.any(self.D))
+
+    def _coefficients(self) -> list[float]:
+        d = [0.0] * DISTORTION_MODELS.get(self.distortion_model, 0)
+        d[: self.D.size] = [float(c) for c in self.D]
+        return d
 
     def scaled(self, sx: float, sy: float | None = None) -> CameraModel:
         """The model of the images resized by (sx, sy): K, P rows, size and ROI scaled."""
@@ -226,8 +237,7 @@ class CameraModel:
         """Normalised radius where the radial distortion stops increasing (inf if never)."""
         if not self.is_distorted:
             return float("inf")
-        d = np.zeros(DISTORTION_MODELS[self.distortion_model])
-        d[: self.D.size] = self.D
+        d = np.asarray(self._coefficients())
         if self.distortion_model == "equidistant":
             theta = np.linspace(0.0, np.pi / 2, _FOLD_SAMPLES)
             t2 = theta * theta
@@ -255,7 +265,7 @@ class CameraModel:
         ok = r2 < rmax * rmax if np.isfinite(rmax) else np.isfinite(r2)
         if not self.is_distorted:
             return x, y, ok
-        d = [float(c) for c in self.D]
+        d = self._coefficients()
         if self.distortion_model == "equidistant":
             r = np.sqrt(r2)
             theta = np.arctan(r)

@@ -184,9 +184,7 @@ class RigidTransform:
             raise TypeError(f"can only compose with a RigidTransform, got {type(other).__name__}")
         return RigidTransform(self.matrix @ other.matrix)
 
-    def __matmul__(self, other: Any) -> RigidTransform:
-        if not isinstance(other, RigidTransform):
-            return NotImplemented
+    def __matmul__(self, other: RigidTransform) -> RigidTransform:
         return self.compose(other)
 
     def apply(self, points: ArrayLike) -> NDArray[np.floating[Any]]:
