@@ -117,6 +117,8 @@ class PoolConfig:
 
     def __post_init__(self) -> None:
         where = f"pools.{self.name}"
+        object.__setattr__(self, "mode", FusionMode.parse(self.mode))
+        object.__setattr__(self, "members", tuple(self.members))
         if not self.members:
             raise PoolConfigError(f"{where}.members is empty")
         if len(set(self.members)) != len(self.members):
