@@ -297,29 +297,13 @@ def xyz_array(structured: np.ndarray, dtype: Any = np.float32, remove_nans: bool
             raise ConversionError(f"cloud has no field {n!r} (fields: {names})")
     flat = structured.reshape(-1)
     n = flat.shape[0]
-    fx, ox = structured.dtype.fields["x"][:2]
-    fy, oy = structured.dtype.fields["y"][:2]
-    fz, oz = structured.dtype.fields["z"][:2]
-    out: np.ndarray
-    if (
-        fx == fy == fz
-        and fx.subdtype is None
-        and fx.kind == "f"
-        and oy == ox + fx.itemsize
-        and oz == oy + fx.itemsize
-        and flat.flags.c_contiguous
-        and n > 0
-    ):
-        raw = flat.view(np.uint8).reshape(n, flat.dtype.itemsize)
-        block = raw[:, ox:ox + 3 * fx.itemsize].view(fx)
-        out = block.astype(dtype, copy=True)
-    else:
-        out = np.empty((n, 3), dtype=dtype)
-        for i, name in enumerate(("x", "y", "z")):
-            col = flat[name]
-            if col.ndim != 1:
-                raise ConversionError(f"field {name!r} is a subarray field; expected one value per point")
-            out[:, i] = col
+    # three strided column copies are faster than one (n, 3) strided block copy
+    out = np.empty((n, 3), dtype=dtype)
+    for i, name in enumerate(("x", "y", "z")):
+        col = flat[name]
+        if col.ndim != 1:
+            raise ConversionError(f"field {name!r} is a subarray field; expected one value per point")
+        out[:, i] = col
     if remove_nans:
         out = out[np.isfinite(out).all(axis=1)]
     return out
@@ -433,12 +417,33 @@ def add_fields(structured: np.ndarray, **columns: Any) -> np.ndarray:
         values.append((name, vals))
     itemsize = _align(cursor, 4)
     new = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": itemsize})
-    out = np.zeros(src.shape, new)
+    out = np.empty(src.shape, new)
     if out.size:
-        _raw_bytes(out)[..., : src.dtype.itemsize] = _raw_bytes(src)
+        raw = _raw_bytes(out)
+        raw[..., : src.dtype.itemsize] = _raw_bytes(src)
+        # zero the alignment bytes between and after the new fields (they are not written below)
+        covered = np.zeros(itemsize, bool)
+        covered[: src.dtype.itemsize] = True
+        for name in names[len(src.dtype.names):]:
+            ftype, off = new.fields[name][:2]
+            covered[off: off + ftype.itemsize] = True
+        for start, stop in _false_runs(covered):
+            raw[..., start:stop] = 0
     for name, vals in values:
         out[name] = vals
     return out
+
+
+def _false_runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    runs = []
+    start = None
+    for i, m in enumerate(mask.tolist() + [True]):
+        if not m and start is None:
+            start = i
+        elif m and start is not None:
+            runs.append((start, i))
+            start = None
+    return runs
 
 
 def labeled_cloud(
