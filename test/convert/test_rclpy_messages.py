@@ -104,6 +104,19 @@ def test_image_building_is_fast():
     assert time.perf_counter() - t0 < 0.25
 
 
+def test_building_is_fast_with_field_checks():
+    """ROS_PYTHON_CHECK_FIELDS=1 validates bytes element by element; array.array('B') is stored as is."""
+    arr = np.zeros((1080, 1920, 3), np.uint8)
+    t0 = time.perf_counter()
+    msg = numpy_to_image(arr, "rgb8", lambda: Image(check_fields=True))
+    pts = np.zeros(200_000, [("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("i", "<f4")])
+    cloud = structured_to_cloud(pts, lambda: PointCloud2(check_fields=True), PointField)
+    comp = numpy_to_compressed(arr[:100, :100], "png", lambda: CompressedImage(check_fields=True))
+    assert time.perf_counter() - t0 < 0.25
+    assert image_to_numpy(msg).shape == (1080, 1920, 3) and cloud.width == 200_000
+    assert compressed_to_numpy(comp).shape == (100, 100, 3)
+
+
 def test_kitti_scan_through_rclpy_pointcloud2(shared_data):
     scan = read_kitti_bin(shared_data / "kitti_object" / "velodyne" / "000000.bin")
     msg = structured_to_cloud(scan, PointCloud2, PointField, header=_header("velodyne"))

@@ -5,7 +5,8 @@ Everything is duck-typed on message fields, so rclpy messages, rosbags messages 
 factory (``msg_cls()`` returns an empty message whose attributes are then set; PointFields are
 made with ``field_cls(name=..., offset=..., datatype=..., count=...)``). Message ``data`` is
 read through :func:`as_uint8_array` (zero-copy for bytes, bytearray, memoryview, array.array and
-numpy arrays) and written as ``bytes`` (fast for rclpy). Errors raise
+numpy arrays) and written as ``array.array('B')`` by :func:`to_msg_data` (fast for rclpy, also
+with ``ROS_PYTHON_CHECK_FIELDS=1``). Errors raise
 :class:`samfusion.errors.ConversionError`.
 """
 
@@ -20,6 +21,7 @@ from samfusion.convert.image import (
     SUPPORTED_ENCODINGS,
     as_uint8_array,
     encoding_info,
+    to_msg_data,
     image_to_numpy,
     image_to_rgb,
     numpy_to_image,
@@ -51,6 +53,7 @@ from samfusion.convert.pointcloud2 import (
 __all__ = [
     "SUPPORTED_ENCODINGS",
     "as_uint8_array",
+    "to_msg_data",
     "encoding_info",
     "image_to_numpy",
     "image_to_rgb",

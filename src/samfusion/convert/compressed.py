@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from samfusion.convert.image import _set_header, as_uint8_array, to_rgb8
+from samfusion.convert.image import _set_header, as_uint8_array, to_msg_data, to_rgb8
 from samfusion.errors import ConversionError
 
 __all__ = [
@@ -230,7 +230,7 @@ def numpy_to_compressed(
     msg = msg_cls()
     _set_header(msg, header)
     msg.format = f"{enc}; {codec} compressed {tgt}"
-    msg.data = enc_buf.tobytes()
+    msg.data = to_msg_data(enc_buf)
     return msg
 
 
@@ -275,5 +275,7 @@ def numpy_to_compressed_depth(
     msg = msg_cls()
     _set_header(msg, header)
     msg.format = f"{src}; compressedDepth png"
-    msg.data = DEPTH_HEADER.pack(0, qa, qb) + png.tobytes()
+    data = to_msg_data(DEPTH_HEADER.pack(0, qa, qb))
+    data.frombytes(png)
+    msg.data = data
     return msg

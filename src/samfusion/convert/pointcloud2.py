@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from samfusion.convert.image import _py_int, _set_header, as_uint8_array
+from samfusion.convert.image import _py_int, _set_header, as_uint8_array, to_msg_data
 from samfusion.errors import ConversionError
 
 __all__ = [
@@ -331,7 +331,7 @@ def structured_to_cloud(
 
     The dtype layout is kept exactly: PointField offsets are the dtype's offsets and
     ``point_step`` its itemsize; data is little-endian (``is_bigendian = False``) and copied as
-    bytes (bit-exact). A 1-D array gives ``height = 1``; a 2-D array gives an organized cloud.
+    bytes (bit-exact) into an ``array.array('B')``. A 1-D array gives ``height = 1``; a 2-D array gives an organized cloud.
     ``is_dense=None`` means: True iff x, y, z (when present) are finite everywhere.
     ``field_cls`` is called with keyword arguments name/offset/datatype/count (rclpy, rosbags,
     SimpleNamespace), or with none and the attributes set afterwards.
@@ -360,7 +360,7 @@ def structured_to_cloud(
     msg.is_bigendian = False
     msg.point_step = int(a.dtype.itemsize)
     msg.row_step = int(a.dtype.itemsize * width)
-    msg.data = np.ascontiguousarray(le).tobytes()
+    msg.data = to_msg_data(le)
     msg.is_dense = bool(is_dense)
     return msg
 
