@@ -315,6 +315,9 @@ def test_labeled_cloud_layout_and_values():
     raw_src = np.frombuffer(msg.data, np.uint8).reshape(6, 14)
     raw_out = np.frombuffer(lab.data, np.uint8).reshape(6, 28)
     np.testing.assert_array_equal(raw_out[:, :14], raw_src)
+    # labels shaped (H, W) for a flat source and flat for an organized one are accepted
+    flat_lab = labeled_cloud(src.reshape(-1), labels=np.arange(6).reshape(2, 3), msg_cls=Msg, field_cls=Field)
+    np.testing.assert_array_equal(cloud_to_structured(flat_lab)["label"], np.arange(6))
     # defaults: zeros; a structured array as the source
     lab2 = labeled_cloud(src.reshape(-1), msg_cls=Msg, field_cls=Field)
     assert lab2.height == 1 and not cloud_to_structured(lab2)["label"].any()

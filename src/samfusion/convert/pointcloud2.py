@@ -403,7 +403,7 @@ def add_fields(structured: np.ndarray, **columns: Any) -> np.ndarray:
         else:
             vals = np.asarray(col)
         base, count = _base_and_count(np.dtype(vals.dtype), name)
-        if vals.size == src.size and vals.shape != src.shape and src.ndim > 1 and vals.ndim == 1:
+        if vals.size == src.size and vals.shape != src.shape:
             vals = vals.reshape(src.shape)
         try:
             vals = np.broadcast_to(vals, src.shape)
