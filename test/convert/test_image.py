@@ -359,3 +359,42 @@ def test_property_truncated_images_raise_with_counts(case, cut):
     text = str(ei.value)
     assert f"expected {step * h} bytes" in text and f"got {keep}" in text
     assert re.search(r"\d+x\d+", text)
+
+
+@st.composite
+def converted_cases(draw):
+    """yuv422 / yuv422_yuy2 / bayer images: random bytes, random padding."""
+    enc = draw(st.sampled_from([e for e in SUPPORTED_ENCODINGS if encoding_info(e)[2] != "plain"]))
+    base, ch, kind = encoding_info(enc)
+    h = draw(st.integers(2, 6))
+    w = draw(st.integers(1, 4)) * 2
+    pad = draw(st.integers(0, 9))
+    big = draw(st.booleans())
+    seed = draw(st.integers(0, 2**32 - 1))
+    shape = (h, w, 2) if kind.startswith("yuv") else (h, w)
+    arr = _random_values(np.random.default_rng(seed), np.dtype(base.str[1:]), shape)
+    return enc, arr, pad, big
+
+
+@settings(max_examples=100, deadline=None)
+@given(converted_cases())
+def test_property_yuv_bayer_step_independent(case):
+    enc, arr, pad, big = case
+    h, w = arr.shape[:2]
+    data, step = _padded(arr, pad, big=big)
+    padded = image_to_numpy(image_msg(enc, h, w, step, data, is_bigendian=int(big)))
+    dense = image_to_numpy(numpy_to_image(arr, enc, Msg))
+    assert padded.shape == (h, w, 3) and padded.dtype == arr.dtype
+    np.testing.assert_array_equal(padded, dense)
+
+
+@settings(max_examples=100, deadline=None)
+@given(converted_cases(), st.integers(1, 1000))
+def test_property_truncated_yuv_bayer_raise(case, cut):
+    enc, arr, pad, big = case
+    h, w = arr.shape[:2]
+    data, step = _padded(arr, pad, big=big)
+    keep = max(0, step * (h - 1) + (step - pad) - cut)
+    with pytest.raises(ConversionError) as ei:
+        image_to_numpy(image_msg(enc, h, w, step, data[:keep], is_bigendian=int(big)))
+    assert f"expected {step * h} bytes" in str(ei.value) and f"got {keep}" in str(ei.value)
