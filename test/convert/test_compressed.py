@@ -108,7 +108,7 @@ def test_compressed_depth_16uc1_by_hand():
     assert rgb.shape == (2, 3, 3) and rgb[1, 0, 0] == 255 and rgb[0, 0, 0] == 0
 
 
-@pytest.mark.parametrize("fmt", ["32FC1; compressedDepth png", "32FC1; compressedDepth", "compressedDepth"])
+@pytest.mark.parametrize("fmt", ["32FC1; compressedDepth png", "32FC1; compressedDepth"])
 def test_compressed_depth_32fc1_by_hand(fmt):
     qa, depth_max = 100.0, 10.0
     qb = qa / depth_max
@@ -123,6 +123,14 @@ def test_compressed_depth_32fc1_by_hand(fmt):
     np.testing.assert_array_equal(out[valid], expected[valid])
     assert np.isnan(out[~valid]).all()  # value 0 -> NaN
     np.testing.assert_allclose(out[valid], depth[valid], rtol=0.02)
+
+
+def test_depth_without_source_encoding_returns_stored_values():
+    inv = np.array([[0, 60, 110]], np.uint16)
+    data = struct.pack("<iff", 0, 100.0, 10.0) + _png(inv)
+    out = compressed_to_numpy(_cmsg("compressedDepth png", data))
+    assert out.dtype == np.uint16
+    np.testing.assert_array_equal(out, inv)
 
 
 def test_numpy_to_compressed_depth_round_trip():

@@ -16,7 +16,8 @@ depth itself. For ``32FC1`` they are quantised inverse depth: the decoded depth 
 ``depthQuantA / (value - depthQuantB)`` (with ``depthQuantA, depthQuantB = depthParam``), and
 value 0 (no measurement) decodes to NaN, as compressed_depth_image_transport does. If the data
 starts directly with a PNG signature (no ConfigHeader, seen with some old recorders) it is
-decoded as is. The RVL codec (``"compressedDepth rvl"``) is not supported.
+decoded as is. Without a ``16UC1;`` / ``32FC1;`` prefix the stored uint16 values are returned
+undecoded (the header cannot tell the two apart). The RVL codec (``"compressedDepth rvl"``) is not supported.
 """
 
 from __future__ import annotations
@@ -122,9 +123,9 @@ def _decode_depth(buf: np.ndarray, src: str) -> np.ndarray:
             raise ConversionError("32FC1 compressedDepth without a ConfigHeader: cannot de-quantise")
         return _inverse_depth(raw, quant)
     if src_u == "":
-        # no source encoding given: a non-zero depthQuantA means quantised inverse depth (32FC1)
-        if quant is not None and quant[0] != 0.0:
-            return _inverse_depth(raw, quant)
+        # No source encoding in the format string: the ConfigHeader cannot tell 16UC1 from
+        # 32FC1 (the ROS encoder fills depthParam for both), so the stored uint16 values are
+        # returned as they are.
         return raw
     raise ConversionError(f"unsupported compressedDepth source encoding {src!r}; expected 16UC1 or 32FC1")
 
