@@ -13,4 +13,6 @@ export PYTHONPATH="$_sf_root/src${PYTHONPATH:+:$PYTHONPATH}"
 # Discovery stays on loopback; pick your own domain to keep runs apart.
 export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
 export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-42}"
+# Large images / clouds over shared memory, UDP on loopback only (config/fastdds_localhost.xml).
+export FASTRTPS_DEFAULT_PROFILES_FILE="${FASTRTPS_DEFAULT_PROFILES_FILE:-$_sf_root/config/fastdds_localhost.xml}"
 unset _sf_root

@@ -18,6 +18,9 @@ if "ROS_DOMAIN_ID" not in os.environ:
     os.environ["ROS_DOMAIN_ID"] = str(random.Random(os.getpid()).randint(1, 100))
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# Camera images are larger than Fast DDS's default shared-memory segment; without this profile
+# best-effort readers lose fragmented frames (see config/fastdds_localhost.xml).
+os.environ.setdefault("FASTRTPS_DEFAULT_PROFILES_FILE", str(REPO_ROOT / "config" / "fastdds_localhost.xml"))
 
 
 def _find_shared_data() -> Path:

@@ -245,3 +245,26 @@ class PerceptionPipeline:
         return CloudLabeling(instance=instance, label=label, score=score,
                              camera_index=labels.camera_index.astype(np.int16), cameras=names,
                              objects=objects, raw_instance=raw)
+
+
+# Flat keys shared by the node's parameters and the offline YAML / CLI.
+_BACKEND_KEYS = ("backend", "checkpoint", "device", "dtype", "score_threshold", "mask_threshold",
+                 "max_objects", "compile", "allow_download")
+_TRACKER_KEYS = {"score_threshold": "score_threshold", "lost_after": "lost_after",
+                 "forget_after": "forget_after", "match_iou": "match_iou",
+                 "max_objects": "max_objects"}
+_PIPELINE_KEYS = ("min_depth_m", "occlusion_radius_px", "occlusion_depth_tolerance_m", "cleanup",
+                  "cleanup_eps_m", "cleanup_min_points", "class_names")
+
+
+def perception_config_from_flat(values: Mapping[str, object]) -> PerceptionConfig:
+    """Build a validated PerceptionConfig from flat keys (node parameters or a YAML mapping).
+
+    Unknown keys are ignored here (nodes have topic parameters too); missing keys keep defaults.
+    """
+    backend = BackendConfig(**{k: values[k] for k in _BACKEND_KEYS if k in values})  # type: ignore[arg-type]
+    tracker = TrackerConfig(**{dst: values[src] for src, dst in _TRACKER_KEYS.items() if src in values})  # type: ignore[arg-type]
+    rest = {k: values[k] for k in _PIPELINE_KEYS if k in values}
+    if "class_names" in rest:
+        rest["class_names"] = tuple(rest["class_names"])  # type: ignore[arg-type]
+    return PerceptionConfig(backend=backend, tracker=tracker, **rest).validate()  # type: ignore[arg-type]

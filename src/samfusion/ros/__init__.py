@@ -1,0 +1,1 @@
+"""ROS 2 nodes: the only part of samfusion that imports rclpy and the generated interfaces."""

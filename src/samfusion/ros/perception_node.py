@@ -1,0 +1,395 @@
+"""Perception node: cameras + LiDAR + prompts in; segmentations, overlays, labeled cloud out.
+
+Callbacks only convert-free bookkeeping (store the message, count, wake the worker); a worker
+thread runs the pipeline: it applies queued prompts, segments the newest image of each camera,
+pairs the pending cloud with the segmentation nearest in time (within ``max_skew_s``), labels
+it and publishes. Stale frames are skipped and counted, never queued. Every bad input is
+logged (throttled) with its reason, counted, and reported on /diagnostics; the node keeps going.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+from typing import Any
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import TransformStamped
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
+from std_msgs.msg import Header
+from visualization_msgs.msg import MarkerArray
+
+from sam_fusion.msg import Prompt, SegmentationResult
+from samfusion.convert.compressed import compressed_to_rgb
+from samfusion.convert.image import image_to_rgb, numpy_to_image
+from samfusion.convert.pointcloud2 import cloud_to_structured, labeled_cloud, xyz_array
+from samfusion.errors import SamFusionError
+from samfusion.geometry.camera_info import camera_info_to_model
+from samfusion.geometry.transform import RigidTransform
+from samfusion.pipeline.extrinsics import extrinsics_from_flat, load_extrinsics
+from samfusion.pipeline.overlay import render_overlay
+from samfusion.pipeline.perception import (
+    FrameSegmentation,
+    PerceptionPipeline,
+    perception_config_from_flat,
+)
+from samfusion.pipeline.sync import CameraBuffer, CloudSlot, Stamped, nearest_within
+from samfusion.pointcloud.markers import markers_from_objects
+from samfusion.ros.adapters import (
+    markers_to_msg,
+    points_3d_from_msg,
+    prompt_from_msg,
+    segmentation_to_msg,
+    stamp_to_seconds,
+)
+from samfusion.ros.params import check_changes, declare_parameters
+from samfusion.ros.perception_params import LIVE_PARAMS, PERCEPTION_PARAMS
+from samfusion.ros.qos import LATCHED_QOS, PROMPT_QOS, RESULT_QOS, SENSOR_QOS
+from samfusion.segmentation.prompts import PointPrompt, PromptUpdate
+
+__all__ = ["PerceptionNode", "main"]
+
+_THROTTLE_S = 2.0
+
+
+class PerceptionNode(Node):
+    """See module docstring. Topics are relative so namespaces and remaps work as usual."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("sam_fusion_perception", **kwargs)
+        self.params = declare_parameters(self, PERCEPTION_PARAMS)
+        self.counters: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._stop = False
+        self.camera_names: list[str] = list(self.params["camera_names"])
+        if not self.camera_names or len(set(self.camera_names)) != len(self.camera_names):
+            raise ValueError(f"camera_names must be unique and non-empty, got {self.camera_names}")
+
+        self.pipeline = PerceptionPipeline(perception_config_from_flat(self.params))
+        for name in self.camera_names:
+            self.pipeline.camera(name)
+        self._load_static_extrinsics()
+
+        self._buffers = {name: CameraBuffer() for name in self.camera_names}
+        self._segs: dict[str, deque[FrameSegmentation]] = {n: deque(maxlen=8) for n in self.camera_names}
+        self._seg_headers: dict[int, Header] = {}
+        self._image_sizes: dict[str, tuple[int, int]] = {}
+        self._models: dict[str, Any] = {}
+        self._extrinsic_updates: dict[str, RigidTransform] = {}
+        self._prompts: deque[tuple[PromptUpdate, Any]] = deque(maxlen=256)
+        self._cloud = CloudSlot()
+        self._lidar_frame = ""
+        self._latency_ms: deque[float] = deque(maxlen=200)
+        self._frames = 0
+        self._started = time.monotonic()
+
+        group = MutuallyExclusiveCallbackGroup()
+        raw = self.params["image_transport"] == "raw"
+        self._seg_pubs: dict[str, Any] = {}
+        self._overlay_pubs: dict[str, Any] = {}
+        for name in self.camera_names:
+            if raw:
+                self.create_subscription(Image, f"{name}/image_raw",
+                                         lambda m, n=name: self._on_image(n, m), SENSOR_QOS,
+                                         callback_group=group)
+            else:
+                self.create_subscription(CompressedImage, f"{name}/image_raw/compressed",
+                                         lambda m, n=name: self._on_image(n, m), SENSOR_QOS,
+                                         callback_group=group)
+            self.create_subscription(CameraInfo, f"{name}/camera_info",
+                                     lambda m, n=name: self._on_camera_info(n, m), SENSOR_QOS,
+                                     callback_group=group)
+            self.create_subscription(TransformStamped, f"{name}/lidar_extrinsic",
+                                     lambda m, n=name: self._on_extrinsic(n, m), LATCHED_QOS,
+                                     callback_group=group)
+            self._seg_pubs[name] = self.create_publisher(SegmentationResult, f"{name}/segmentation", RESULT_QOS)
+            if self.params["publish_overlay"]:
+                self._overlay_pubs[name] = self.create_publisher(Image, f"{name}/overlay", RESULT_QOS)
+        self.create_subscription(PointCloud2, self.params["lidar_topic"], self._on_cloud, SENSOR_QOS,
+                                 callback_group=group)
+        self.create_subscription(Prompt, self.params["prompt_topic"], self._on_prompt, PROMPT_QOS,
+                                 callback_group=group)
+        self._cloud_pub = self.create_publisher(PointCloud2, self.params["labeled_cloud_topic"], RESULT_QOS)
+        self._marker_pub = self.create_publisher(MarkerArray, self.params["markers_topic"], RESULT_QOS)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", RESULT_QOS)
+        self.create_timer(1.0, self._publish_diagnostics, callback_group=group)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self._worker = threading.Thread(target=self._run, name="sam_fusion_worker", daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"ready: backend={self.pipeline.backend.name} cameras={self.camera_names} "
+            f"transport={self.params['image_transport']} lidar={self.params['lidar_topic']}"
+        )
+
+    # ---- set-up ----------------------------------------------------------------------------
+    def _load_static_extrinsics(self) -> None:
+        transforms: dict[str, RigidTransform] = {}
+        if self.params["extrinsics_file"]:
+            transforms.update(load_extrinsics(self.params["extrinsics_file"],
+                                              self.params["extrinsics_format"], self.camera_names))
+        transforms.update(extrinsics_from_flat(self.params["extrinsics"], self.camera_names))
+        for name, transform in transforms.items():
+            self.pipeline.set_extrinsic(name, transform)
+
+    def _on_set_parameters(self, params: list[Any]) -> Any:
+        result = check_changes(PERCEPTION_PARAMS, params)
+        if result.successful:
+            for p in params:
+                if p.name in LIVE_PARAMS:
+                    self.params[p.name] = p.value
+                    if p.name == "score_threshold":
+                        self._set_score_threshold(float(p.value))
+        return result
+
+    def _set_score_threshold(self, value: float) -> None:
+        from dataclasses import replace
+
+        with self._lock:
+            for stream in self.pipeline.cameras.values():
+                stream.tracker.config = replace(stream.tracker.config, score_threshold=value)
+
+    # ---- callbacks: store, count, wake -----------------------------------------------------
+    def _reject(self, kind: str, reason: str) -> None:
+        self.counters[kind] += 1
+        self.get_logger().warning(f"{kind}: {reason}", throttle_duration_sec=_THROTTLE_S)
+
+    def _on_image(self, name: str, msg: Any) -> None:
+        item = Stamped(stamp_to_seconds(msg.header.stamp), msg, arrival=time.monotonic())
+        with self._wake:
+            self.counters["images_received"] += 1
+            self._buffers[name].push(item)
+            self._wake.notify()
+
+    def _on_camera_info(self, name: str, msg: CameraInfo) -> None:
+        try:
+            model = camera_info_to_model(msg)
+        except SamFusionError as exc:
+            self._reject("bad_camera_info", f"camera '{name}': {exc}")
+            return
+        with self._lock:
+            self._models[name] = model
+
+    def _on_extrinsic(self, name: str, msg: TransformStamped) -> None:
+        t, q = msg.transform.translation, msg.transform.rotation
+        try:
+            transform = RigidTransform.from_translation_quaternion([t.x, t.y, t.z], [q.x, q.y, q.z, q.w])
+        except SamFusionError as exc:
+            self._reject("bad_extrinsic", f"camera '{name}': {exc}")
+            return
+        with self._lock:
+            self._extrinsic_updates[name] = transform
+
+    def _on_cloud(self, msg: PointCloud2) -> None:
+        self.counters["clouds_received"] += 1
+        self._cloud.put(Stamped(stamp_to_seconds(msg.header.stamp), msg, arrival=time.monotonic()))
+        with self._wake:
+            self._wake.notify()
+
+    def _on_prompt(self, msg: Prompt) -> None:
+        try:
+            update = prompt_from_msg(msg)
+        except SamFusionError as exc:
+            self._reject("bad_prompt", str(exc))
+            return
+        with self._wake:
+            self._prompts.append((update, msg))
+            self._wake.notify()
+
+    # ---- worker ----------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                self._wake.wait(timeout=0.05)
+                if self._stop:
+                    return
+            try:
+                self._step()
+            except Exception as exc:  # noqa: BLE001 - the worker must survive anything
+                self._reject("worker_errors", f"{type(exc).__name__}: {exc}")
+
+    def _step(self) -> None:
+        with self._lock:
+            models, self._models = self._models, {}
+            extrinsics, self._extrinsic_updates = self._extrinsic_updates, {}
+            prompts = list(self._prompts)
+            self._prompts.clear()
+            images = {n: b.take_newest_unprocessed() for n, b in self._buffers.items()}
+        for name, model in models.items():
+            try:
+                self.pipeline.set_camera_model(name, model)
+            except SamFusionError as exc:
+                self._reject("bad_camera_info", f"camera '{name}': {exc}")
+        for name, transform in extrinsics.items():
+            self.pipeline.set_extrinsic(name, transform)
+        for update, msg in prompts:
+            self._apply_prompt(update, msg)
+        for name, item in images.items():
+            if item is not None:
+                self._segment(name, item)
+        self._maybe_label_cloud()
+
+    def _apply_prompt(self, update: PromptUpdate, msg: Prompt) -> None:
+        try:
+            if len(msg.points_3d):
+                update = self._with_projected_points(update, msg)
+            touched = self.pipeline.apply_prompt(update, self._image_sizes)
+            self.counters["prompts_applied"] += 1
+            self.get_logger().info(f"prompt {update.action.name} applied: {touched}")
+        except SamFusionError as exc:
+            self._reject("bad_prompt", str(exc))
+
+    def _with_projected_points(self, update: PromptUpdate, msg: Prompt) -> PromptUpdate:
+        from samfusion.geometry.projection import project_points
+        from samfusion.errors import PromptError
+
+        if not update.target:
+            raise PromptError("3D point prompts need a target camera")
+        stream = self.pipeline.camera(update.target)
+        frame = msg.header.frame_id
+        model = stream.model
+        if model is None:
+            raise PromptError(f"camera '{update.target}' has no CameraInfo yet; cannot project 3D points")
+        if frame == model.frame_id:
+            transform = RigidTransform.identity()
+        elif frame == self._lidar_frame and stream.T_cam_from_lidar is not None:
+            transform = stream.T_cam_from_lidar
+        else:
+            raise PromptError(f"3D points in frame '{frame}': only the camera frame '{model.frame_id}' and "
+                              f"the LiDAR frame '{self._lidar_frame}' are known")
+        pts, positive = points_3d_from_msg(msg)
+        proj = project_points(pts, transform, model, min_depth=0.0)
+        if not np.all(proj.valid):
+            bad = pts[~proj.valid][0].tolist()
+            raise PromptError(f"3D point {bad} does not project into camera '{update.target}'")
+        extra = tuple(PointPrompt(float(u), float(v), bool(p)) for (u, v), p in zip(proj.uv, positive))
+        return PromptUpdate(**{**update.__dict__, "points": update.points + extra})
+
+    def _segment(self, name: str, item: Stamped[Any]) -> None:
+        msg = item.value
+        try:
+            rgb = image_to_rgb(msg) if isinstance(msg, Image) else compressed_to_rgb(msg)
+            self._image_sizes[name] = (rgb.shape[1], rgb.shape[0])
+            model = self.pipeline.camera(name).model
+            if model is not None and model.image_size != (rgb.shape[1], rgb.shape[0]):
+                self.pipeline.set_camera_model(name, model.resized_to(rgb.shape[1], rgb.shape[0]))
+            seg = self.pipeline.segment(name, rgb, item.stamp)
+        except SamFusionError as exc:
+            self._reject("bad_image", f"camera '{name}': {exc}")
+            return
+        self._segs[name].append(seg)
+        self._seg_headers[id(seg)] = msg.header
+        self._prune_headers()
+        self.counters["frames_segmented"] += 1
+        self._latency_ms.append(seg.inference_ms)
+        self._seg_pubs[name].publish(segmentation_to_msg(seg, msg.header, self.pipeline.backend.name))
+        if name in self._overlay_pubs:
+            overlay = render_overlay(rgb, seg.id_image, seg.instances)
+            self._overlay_pubs[name].publish(numpy_to_image(overlay, "rgb8", Image, msg.header))
+
+    def _prune_headers(self) -> None:
+        alive = {id(s) for segs in self._segs.values() for s in segs}
+        for key in [k for k in self._seg_headers if k not in alive]:
+            del self._seg_headers[key]
+
+    def _maybe_label_cloud(self) -> None:
+        item = self._cloud.peek()
+        if item is None:
+            return
+        skew = float(self.params["max_skew_s"])
+        matched = {n: nearest_within(list(self._segs[n]), item.stamp, skew) for n in self.camera_names}
+        waiting = any(
+            m is None and nearest_within([s for s in self._buffers[n].images], item.stamp, skew) is not None
+            for n, m in matched.items()
+        )
+        timed_out = time.monotonic() - item.arrival >= float(self.params["cloud_wait_s"])
+        if any(m is None for m in matched.values()) and not timed_out and (waiting or not any(matched.values())):
+            return
+        if not self._cloud.take(item):
+            return
+        self._label_and_publish(item.value, [m for m in matched.values() if m is not None])
+
+    def _label_and_publish(self, msg: PointCloud2, segs: list[FrameSegmentation]) -> None:
+        start = time.perf_counter()
+        try:
+            structured = cloud_to_structured(msg)
+            xyz = xyz_array(structured)
+        except SamFusionError as exc:
+            self._reject("bad_cloud", str(exc))
+            return
+        self._lidar_frame = msg.header.frame_id
+        finite = np.isfinite(xyz).all(axis=1)
+        labels = self.pipeline.label_cloud(np.where(finite[:, None], xyz, 0.0), segs)
+        instance = np.where(finite, labels.instance, 0).astype(np.uint32)
+        label = np.where(finite, labels.label, 0).astype(np.uint16)
+        score = np.where(finite, labels.score, 0).astype(np.float32)
+        if not segs:
+            self._reject("clouds_unlabeled", f"cloud at {stamp_to_seconds(msg.header.stamp):.3f} had no camera "
+                         f"frame within max_skew_s={self.params['max_skew_s']}; published unlabeled")
+        out = labeled_cloud(msg, label, instance, score, msg_cls=PointCloud2, field_cls=PointField,
+                            header=msg.header)
+        self._cloud_pub.publish(out)
+        self._marker_pub.publish(markers_to_msg(markers_from_objects(labels.objects), msg.header))
+        for seg in segs:  # results again, now with the 3D part
+            header = self._seg_headers.get(id(seg), msg.header)
+            self._seg_pubs[seg.camera].publish(
+                segmentation_to_msg(seg, header, self.pipeline.backend.name, labels.objects))
+        self.counters["clouds_labeled"] += 1
+        self._latency_ms.append((time.perf_counter() - start) * 1e3)
+
+    # ---- diagnostics -----------------------------------------------------------------------
+    def _publish_diagnostics(self) -> None:
+        counters = dict(self.counters)
+        counters["images_skipped"] = sum(b.skipped for b in self._buffers.values())
+        counters["clouds_dropped"] = self._cloud.dropped
+        lat = sorted(self._latency_ms)
+        status = DiagnosticStatus()
+        status.name = f"{self.get_name()}: perception"
+        status.hardware_id = self.pipeline.config.backend.device
+        errors = sum(v for k, v in counters.items() if k.startswith("bad_") or k == "worker_errors")
+        status.level = DiagnosticStatus.WARN if errors else DiagnosticStatus.OK
+        status.message = f"{errors} bad inputs" if errors else "ok"
+        values = {"backend": self.pipeline.backend.name, "cameras": ",".join(self.camera_names),
+                  "latency_p50_ms": f"{lat[len(lat) // 2]:.1f}" if lat else "nan",
+                  "latency_p95_ms": f"{lat[int(len(lat) * 0.95)]:.1f}" if lat else "nan",
+                  **{k: str(v) for k, v in sorted(counters.items())}}
+        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        array.status = [status]
+        self._diag_pub.publish(array)
+
+    def destroy_node(self) -> None:
+        with self._wake:
+            self._stop = True
+            self._wake.notify_all()
+        self._worker.join(timeout=5.0)
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args)
+    node: PerceptionNode | None = None
+    try:
+        node = PerceptionNode()
+        executor = MultiThreadedExecutor(num_threads=2)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+
+
+if __name__ == "__main__":
+    main()

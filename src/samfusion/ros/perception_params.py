@@ -1,0 +1,70 @@
+"""Parameters of the perception node (names, defaults, ranges); launch arguments mirror them."""
+
+from __future__ import annotations
+
+from samfusion.ros.params import ParamSpec
+from samfusion.segmentation.config import BACKEND_NAMES, DTYPES
+
+__all__ = ["PERCEPTION_PARAMS", "LIVE_PARAMS"]
+
+PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
+    # --- streams and topics (read-only) ---
+    ParamSpec("camera_names", ["camera"], "Camera stream names; each subscribes to "
+              "<name>/image_raw (or <name>/image_raw/compressed) and <name>/camera_info, and publishes "
+              "<name>/segmentation and <name>/overlay", kind=str, array=True),
+    ParamSpec("image_transport", "raw", "raw: sensor_msgs/Image; compressed: sensor_msgs/CompressedImage "
+              "on <name>/image_raw/compressed", choices=("raw", "compressed")),
+    ParamSpec("lidar_topic", "points", "LiDAR PointCloud2 input topic"),
+    ParamSpec("prompt_topic", "prompts", "sam_fusion/Prompt input topic"),
+    ParamSpec("labeled_cloud_topic", "points_labeled", "PointCloud2 output: input fields plus "
+              "label (uint16), instance (uint32), score (float32)"),
+    ParamSpec("markers_topic", "objects", "visualization_msgs/MarkerArray output (3D boxes, centroids, text)"),
+    ParamSpec("publish_overlay", True, "Publish <name>/overlay images (masks over the camera image)", kind=bool),
+    # --- extrinsics ---
+    ParamSpec("extrinsics_file", "", "Calibration file with LiDAR->camera extrinsics: KITTI calib txt, "
+              "nuScenes calib.json or an OpenCalib extrinsic json (empty = none)"),
+    ParamSpec("extrinsics_format", "auto", "Format of extrinsics_file",
+              choices=("auto", "kitti", "nuscenes", "opencalib")),
+    ParamSpec("extrinsics", [], "Static LiDAR->camera extrinsics, 7 numbers per camera in camera_names "
+              "order: x y z qx qy qz qw of T_camera_from_lidar (camera optical frame)", kind=float, array=True),
+    # --- backend (read-only: reload the node to change the model) ---
+    ParamSpec("backend", "classical", "Segmentation backend", choices=BACKEND_NAMES),
+    ParamSpec("checkpoint", "", "Local checkpoint directory or a hub id already in the cache "
+              "(SAM backends)"),
+    ParamSpec("device", "cpu", "Torch device: cpu, cuda or cuda:N"),
+    ParamSpec("dtype", "fp32", "Model dtype", choices=DTYPES),
+    ParamSpec("compile", False, "torch.compile the model (SAM backends)", kind=bool),
+    ParamSpec("max_objects", 64, "Maximum tracked objects per camera", kind=int, min=1, max=65535),
+    # --- live-tunable ---
+    ParamSpec("score_threshold", 0.5, "Instances below this score are dropped / counted as lost",
+              kind=float, min=0.0, max=1.0, read_only=False),
+    ParamSpec("mask_threshold", 0.0, "Mask logit threshold (SAM backends)", kind=float, min=-20.0,
+              max=20.0),
+    ParamSpec("lost_after", 3, "Frames below threshold before an object is reported lost", kind=int,
+              min=1, max=10000),
+    ParamSpec("forget_after", 30, "Frames after which an unseen concept detection gives up its id",
+              kind=int, min=1, max=100000),
+    ParamSpec("match_iou", 0.3, "Mask IoU for a concept detection to keep its id", kind=float,
+              min=0.01, max=1.0),
+    ParamSpec("max_skew_s", 0.05, "Largest |image stamp - cloud stamp| for pairing", kind=float,
+              min=0.0, max=10.0, read_only=False),
+    ParamSpec("cloud_wait_s", 0.3, "How long a cloud waits for a matching image before it is published "
+              "unlabeled", kind=float, min=0.0, max=10.0, read_only=False),
+    ParamSpec("min_depth_m", 0.5, "Points closer to a camera than this are not labeled by it",
+              kind=float, min=0.0, max=100.0),
+    ParamSpec("occlusion_radius_px", 2, "Pixel neighbourhood radius of the nearest-surface test",
+              kind=int, min=0, max=32),
+    ParamSpec("occlusion_depth_tolerance_m", 0.5, "Depth tolerance of the nearest-surface test",
+              kind=float, min=0.01, max=100.0),
+    ParamSpec("cleanup", True, "Clean each instance in 3D (keep the cluster that matches the mask)",
+              kind=bool),
+    ParamSpec("cleanup_eps_m", 0.6, "Clustering distance of the 3D cleanup", kind=float, min=0.01,
+              max=10.0),
+    ParamSpec("cleanup_min_points", 3, "Minimum cluster size of the 3D cleanup", kind=int, min=1,
+              max=10000),
+    ParamSpec("class_names", [], "Class names with fixed label ids 1..n (others are appended)",
+              kind=str, array=True),
+)
+
+# Parameters whose live change the node applies without a restart.
+LIVE_PARAMS = frozenset(p.name for p in PERCEPTION_PARAMS if not p.read_only)
