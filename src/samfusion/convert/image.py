@@ -24,7 +24,6 @@ Byte orders checked against OpenCV with hand-made pixels (see test/convert/test_
 from __future__ import annotations
 
 import array as _array
-import re
 import sys
 from typing import Any, Callable
 
@@ -147,7 +146,6 @@ for _pat in ("rggb", "bggr", "gbrg", "grbg"):
     _TABLE[f"bayer_{_pat}16"] = ("u2", 1, "bayer")
 
 _CV_DEPTHS = {"8U": "u1", "8S": "i1", "16U": "u2", "16S": "i2", "32S": "i4", "32F": "f4", "64F": "f8"}
-_CV_RE = re.compile(r"^(8U|8S|16U|16S|32S|32F|64F)C([1-4])$")
 for _d, _c in _CV_DEPTHS.items():
     for _n in range(1, 5):
         _TABLE[f"{_d}C{_n}"] = (_c, _n, "plain")

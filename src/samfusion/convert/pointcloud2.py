@@ -27,7 +27,7 @@ Layout rules (what :func:`cloud_to_structured` accepts and returns):
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
