@@ -91,18 +91,41 @@ def fit_box(xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         raise ConversionError("cannot fit a box to zero points")
     z_min, z_max = float(pts[:, 2].min()), float(pts[:, 2].max())
     origin = pts[:, :2].mean(axis=0)
-    local = (pts[:, :2] - origin).astype(np.float32)
-    (cx, cy), _, _ = rect = cv2.minAreaRect(local)
-    corners = cv2.boxPoints(rect).astype(np.float64)  # 4 consecutive corners
-    edge_a = corners[1] - corners[0]
-    edge_b = corners[2] - corners[1]
-    len_a, len_b = float(np.hypot(*edge_a)), float(np.hypot(*edge_b))
-    # The longer edge is the length axis; its direction defines yaw (modulo pi).
-    axis, length, width = (edge_a, len_a, len_b) if len_a >= len_b else (edge_b, len_b, len_a)
+    local = pts[:, :2] - origin
+    axis = _footprint_axis(local)
+    # Extents along the axis and across it, in float64: exact for the chosen orientation.
+    along = local @ axis
+    across = local @ np.array([-axis[1], axis[0]])
+    a_lo, a_hi, c_lo, c_hi = along.min(), along.max(), across.min(), across.max()
+    length, width = a_hi - a_lo, c_hi - c_lo
+    mid = origin + axis * 0.5 * (a_lo + a_hi) + np.array([-axis[1], axis[0]]) * 0.5 * (c_lo + c_hi)
+    if width > length:
+        axis, length, width = np.array([-axis[1], axis[0]]), width, length
     yaw = wrap_yaw_half_pi(math.atan2(axis[1], axis[0])) if length > 0.0 else 0.0
-    center = np.array([cx + origin[0], cy + origin[1], 0.5 * (z_min + z_max)])
-    size = np.array([length, width, z_max - z_min])
-    return center, size, yaw
+    center = np.array([mid[0], mid[1], 0.5 * (z_min + z_max)])
+    return center, np.array([float(length), float(width), z_max - z_min]), yaw
+
+
+def _footprint_axis(local: np.ndarray) -> np.ndarray:
+    """Unit direction of a side of the minimum-area rectangle of x-y points.
+
+    Such a rectangle has a side along an edge of the convex hull (rotating calipers), so every
+    hull edge direction is tried at once in float64 and the smallest area wins. The hull comes
+    from ``cv2.convexHull``; ``cv2.minAreaRect`` itself is avoided because it returns a wrong
+    angle for (nearly) collinear points.
+    """
+    idx = cv2.convexHull(local.astype(np.float32), returnPoints=False).reshape(-1)
+    hull = local[np.sort(idx)] if len(idx) < 3 else local[idx]
+    edges = np.roll(hull, -1, axis=0) - hull
+    norms = np.hypot(edges[:, 0], edges[:, 1])
+    ok = norms > 0.0
+    if not ok.any():
+        return np.array([1.0, 0.0])
+    dirs = edges[ok] / norms[ok, None]
+    along = hull @ dirs.T
+    across = hull @ np.column_stack([-dirs[:, 1], dirs[:, 0]]).T
+    area = np.ptp(along, axis=0) * np.ptp(across, axis=0)
+    return dirs[int(np.argmin(area))]
 
 
 def compute_objects(
