@@ -259,10 +259,13 @@ class FakeOpenRouter:
         eof = asyncio.ensure_future(reader.read(1))
         stop = asyncio.ensure_future(self._stop.wait())
         done, _ = await asyncio.wait({eof, stop}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-        stop.cancel()
+        for task in (eof, stop):
+            if not task.done():
+                task.cancel()
+        # Let the cancelled read finish before the connection reads its next request.
+        await asyncio.gather(eof, stop, return_exceptions=True)
         if eof in done and eof.result() == b"":
             raise _Disconnected
-        eof.cancel()
         if stop in done:
             raise _Disconnected
 

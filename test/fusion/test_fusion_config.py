@@ -204,3 +204,32 @@ def test_fan_out_quorum_cancels_and_reports() -> None:
     assert out["err"].error == "failed after 0.02" and not out["err"].cut_by_quorum
     assert out["slow"].cut_by_quorum and "quorum of 2/4 reached" in out["slow"].error
     assert cancelled == [5.0]
+
+
+def test_loop_thread_runs_cancels_and_cleans_up() -> None:
+    from samfusion.fusion.loop_thread import LoopThread
+
+    loop = LoopThread("test-loop")
+    events: list[str] = []
+
+    async def add(a: int, b: int) -> int:
+        await asyncio.sleep(0)
+        return a + b
+
+    async def forever() -> None:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            events.append("cancelled")
+            raise
+
+    async def cleanup() -> None:
+        events.append("cleanup")
+
+    assert loop.call(add(2, 3), timeout_s=5) == 5
+    pending = loop.submit(forever())
+    loop.stop(cleanup=cleanup)
+    assert events == ["cancelled", "cleanup"] and pending.cancelled()
+    assert not loop.running
+    with pytest.raises(RuntimeError, match="stopped"):
+        loop.submit(add(1, 1))

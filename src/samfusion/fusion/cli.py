@@ -31,7 +31,16 @@ from samfusion.fusion.engine import FusionEngine
 from samfusion.fusion.result import FusionRequest, FusionResult
 from samfusion.fusion.secrets import ApiKey, RedactingFilter, load_api_key
 
-__all__ = ["add_query_parser", "run_query", "format_result", "find_pools_file", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE"]
+__all__ = [
+    "add_query_parser",
+    "run_query",
+    "format_result",
+    "find_pools_file",
+    "POOLS_ENV",
+    "EXIT_OK",
+    "EXIT_FAILED",
+    "EXIT_USAGE",
+]
 
 EXIT_OK = 0
 EXIT_FAILED = 1

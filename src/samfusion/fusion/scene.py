@@ -51,8 +51,12 @@ def summarize_scene(
     frame_id: str = "",
     stamp_s: float | None = None,
     max_objects: int = 25,
+    note: str = "",
 ) -> str:
-    """The fenced summary block; an empty scene says so (the model should not invent objects)."""
+    """The fenced summary block; an empty scene says so (the model should not invent objects).
+
+    ``note`` adds one sanitised line of context (for example that no recent results exist).
+    """
     rows: list[tuple[float, str]] = []
     for obj in objects:
         label = sanitize_label(obj.get("label"))
@@ -82,6 +86,8 @@ def summarize_scene(
         header += f", stamp {stamp_s:.3f} s"
     shown = rows[: max(0, max_objects)]
     lines = [header]
+    if note:
+        lines.append("note: " + " ".join(_UNSAFE.sub(" ", note).split())[:200])
     if not rows:
         lines.append("objects: none detected")
     else:
