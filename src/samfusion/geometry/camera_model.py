@@ -125,7 +125,18 @@ class CameraModel:
         return cls(width, height, k, np.zeros(5), "plumb_bob", frame_id=frame_id)
 
     def validate(self) -> CameraModel:
-        """Raise CalibrationError if the model cannot project; returns self for chaining."""
+        """Raise CalibrationError if the model cannot project; returns self for chaining.
+
+        The model is immutable, so a successful check is remembered (projection calls it on
+        every cloud).
+        """
+        if self.__dict__.get("_validated", False):
+            return self
+        self._check()
+        object.__setattr__(self, "_validated", True)
+        return self
+
+    def _check(self) -> None:
         who = f"camera '{self.frame_id}'" if self.frame_id else "camera"
         if self.width <= 0 or self.height <= 0:
             raise CalibrationError(f"{who} has an empty image size {self.width}x{self.height}")
@@ -168,7 +179,6 @@ class CameraModel:
         w, h = self.image_size
         if w <= 0 or h <= 0:
             raise CalibrationError(f"{who}: binned image size {w}x{h} is empty")
-        return self
 
     # ------------------------------------------------------------------ published image
     @property

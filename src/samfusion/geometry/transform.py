@@ -199,7 +199,8 @@ class RigidTransform:
         dtype = np.float32 if pts.dtype == np.float32 else np.float64
         rot = self.rotation.astype(dtype)
         t = self.translation.astype(dtype)
-        return pts.astype(dtype, copy=False) @ rot.T + t
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN / inf points (no return) stay so
+            return pts.astype(dtype, copy=False) @ rot.T + t
 
     def allclose(self, other: RigidTransform, *, atol: float = 1e-9) -> bool:
         return bool(np.allclose(self.matrix, other.matrix, atol=atol, rtol=0.0))
