@@ -18,9 +18,16 @@ ground at its lower edge, and background seen past the object's silhouette or th
    median depth. The mask's object occludes what bleeds past its outline, so the object is the
    nearest *substantial* cluster; the size floor stops a few stray points (a pole edge, a
    ground patch in front) from winning. ``"largest_cluster"`` and ``"median_depth"`` (cluster
-   whose median depth is closest to the instance's) are alternatives. Clusters whose median
-   depth is within ``max_depth_gap_m`` of the kept one are kept too (objects split by
-   self-occlusion, a rider and a bicycle). DBSCAN noise points lose their id.
+   whose median depth is closest to the instance's) are alternatives.
+4. **Merging**. Objects split into several clusters (self-occlusion, a rider and a bicycle,
+   a sparse 32-beam scan) are re-joined: clusters whose median depth is within
+   ``max_depth_gap_m`` of the kept one, and clusters (and, with ``keep_linked_noise``, DBSCAN
+   noise) linked to it by a chain of voxels less than ``merge_link_m`` apart, keep the id.
+   Every other point of the instance, including unlinked noise, becomes 0.
+
+Measured on real frames labelled with 2D-*box* masks (the worst case for bleed; see
+test/pointcloud/test_cleanup.py): KITTI 000000-000002, point precision 0.48 -> 0.74 at recall
+1.00 -> 0.98; the nuScenes sweep with six cameras, 0.48 -> 0.83 at recall 0.83 -> 0.77.
 
 Instances left with no cluster at all (fewer points than ``min_points``) keep their points
 when ``keep_sparse`` is true: there is nothing to decide between, and dropping them would only
@@ -87,13 +94,14 @@ class CleanupConfig:
 
     method: CleanupMethod = CleanupMethod.DBSCAN
     eps_m: float = 0.5  # DBSCAN neighbourhood radius
-    eps_per_m: float = 0.02  # eps grows to this fraction of the median range (~1.5x beam spacing)
+    eps_per_m: float = 0.03  # eps grows to this fraction of the median range (beam spacing)
     min_points: int = 5  # DBSCAN core threshold (counted in voxels when voxel_m > 0)
     voxel_m: float = 0.1  # thin dense instances before clustering (scaled like eps); 0 = off
     keep: KeepRule = KeepRule.NEAREST_CLUSTER
     min_cluster_fraction: float = 0.5  # nearest_cluster: size floor relative to the largest
     max_depth_gap_m: float | None = 1.0  # also keep clusters this close in median depth
     merge_link_m: float | None = 1.0  # also keep clusters this close in space (scaled like eps)
+    keep_linked_noise: bool = True  # DBSCAN noise linked to the kept cluster keeps the id too
     keep_sparse: bool = True  # instances without any cluster keep their points
     ground: GroundMethod = GroundMethod.PLANE
     ground_tolerance_m: float = 0.1  # points lower than this above the ground are ground
@@ -321,8 +329,8 @@ def _cluster_labels(
 
     Each group's coordinates are divided by its eps (so one DBSCAN with eps 1 serves all) and
     shifted far apart along x, then thinned on a voxel grid of ``voxel_m / eps_m`` units. The
-    link component joins clustered voxels closer than ``merge_link_m`` (single linkage, i.e.
-    DBSCAN with min_points 1); it is -1 for noise and all zeros when linking is off.
+    link component joins voxels (noise included) closer than ``merge_link_m`` (single linkage,
+    i.e. DBSCAN with min_points 1); it is all zeros when linking is off.
     """
     scaled = pts / eps[group, None]
     span = float(np.ptp(scaled[:, 0])) + 10.0 + 2.0 * (config.merge_link_m or 0.0) / config.eps_m
@@ -341,11 +349,10 @@ def _cluster_labels(
         inverse = np.arange(len(scaled))
         centroids = scaled
     cluster = dbscan(centroids, 1.0, config.min_points, config.backend)
-    link = np.where(cluster >= 0, 0, -1)
+    link = np.zeros(len(cluster), dtype=np.int64)
     if config.merge_link_m is not None and config.merge_link_m > 0.0:
-        dense = np.flatnonzero(cluster >= 0)
         radius = config.merge_link_m / config.eps_m
-        link[dense] = dbscan(centroids[dense], radius, 1, config.backend)
+        link = dbscan(centroids, radius, 1, config.backend)
     return cluster[inverse], link[inverse]
 
 
@@ -407,6 +414,7 @@ def _select_clusters(
     c_median = 0.5 * (lower + upper)
     group_median = _group_medians(group, depth, n_groups)
     kept_clusters: list[np.ndarray] = []
+    kept_links: list[int] = []
     for g in np.unique(c_group).tolist():
         mine = np.flatnonzero(c_group == g)
         sizes, medians = c_counts[mine], c_median[mine]
@@ -423,9 +431,12 @@ def _select_clusters(
             chosen |= np.abs(medians - medians[choice]) <= cfg.max_depth_gap_m
         if cfg.merge_link_m is not None:
             chosen |= c_link[mine] == c_link[mine[choice]]
+            kept_links.append(int(c_link[mine[choice]]))
         kept_clusters.append(c_ids[mine[chosen]])
     kept = np.concatenate(kept_clusters)
     keep |= np.isin(cluster, kept) & dense
+    if cfg.keep_linked_noise and kept_links:
+        keep |= (cluster < 0) & np.isin(link, kept_links)
     return keep
 
 
