@@ -189,13 +189,14 @@ def render_range_image(
     n = len(pts)
     rng = np.sqrt(np.einsum("ij,ij->i", pts, pts, dtype=np.float64)).astype(np.float32)
     valid = np.isfinite(rng) & (rng >= cfg.min_range_m) & (rng <= cfg.max_range_m)
+    ids = np.flatnonzero(valid)
+    rows = np.full(n, -1, dtype=np.int64)
+    cols = np.full(n, -1, dtype=np.int64)
     if ring is not None and cfg.use_ring_field:
-        rows = _rows_from_ring(ring, n, cfg)
+        rows[ids] = _rows_from_ring(ring, n, cfg)[ids]
     else:
-        rows = _rows_from_elevation(pts, cfg)
-    cols = _cols(pts, cfg.width)
-    rows = np.where(valid, rows, -1)
-    cols = np.where(valid, cols, -1)
+        rows[ids] = _rows_from_elevation(pts[ids], cfg)
+    cols[ids] = _cols(pts[ids], cfg.width)
     inten = None
     if intensity is not None:
         inten = np.asarray(intensity, dtype=np.float32)
@@ -204,7 +205,6 @@ def render_range_image(
 
     h, w = cfg.height, cfg.width
     index = np.full(h * w, -1, dtype=np.int64)
-    ids = np.flatnonzero(valid)
     cell = rows[ids] * w + cols[ids]
     # Positive float32 ranges order like their bit patterns, so (cell, range) packs into one
     # int64 key; a stable sort makes the nearest point (then the lowest index) lead its cell.
