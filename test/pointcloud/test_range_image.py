@@ -16,6 +16,7 @@ from samfusion.pointcloud.objects3d import points_in_box
 from samfusion.pointcloud.range_image import (
     RangeImageConfig,
     RingOrder,
+    estimate_beam_altitudes,
     masks_to_points,
     project_box_to_range_image,
     project_to_range_image,
@@ -261,3 +262,29 @@ def test_config_validation():
     unsorted = RangeImageConfig(height=3, width=4, beam_altitudes_deg=(-5.0, 5.0, 0.0))
     rows, _ = project_to_range_image(np.array([[10, 0, 0.9], [10, 0, 0.0], [10, 0, -0.9]]), unsorted)
     assert rows.tolist() == [0, 1, 2]  # rows are beams from the highest down, whatever the order given
+
+
+def test_estimated_beam_altitudes_fill_every_kitti_row(shared_data):
+    scan, *_ = load_kitti(shared_data, "000000")
+    alt = estimate_beam_altitudes(scan[:, :3], 64)
+    assert len(alt) == 64 and all(a > b for a, b in zip(alt, alt[1:]))
+    assert alt[0] == pytest.approx(3.74, abs=0.01) and alt[-1] == pytest.approx(-20.97, abs=0.01)
+    cfg = RangeImageConfig(height=64, width=2048, beam_altitudes_deg=alt)
+    ri = render_range_image(scan[:, :3], scan[:, 3], None, cfg)
+    assert ri.filled.any(axis=1).all()  # the linear fov leaves 3 rows empty
+    assert int(ri.filled.sum()) == 93471  # vs 88989 with the linear fov
+
+
+def test_estimated_beam_altitudes_recover_ouster_beams(shared_data):
+    _, meta = read_ouster(shared_data)
+    truth = np.array(meta["beam_altitude_angles"])
+    rng = np.random.default_rng(11)
+    beam = np.repeat(np.arange(128), 200)
+    alt = np.radians(truth[beam] + rng.normal(0.0, 0.02, len(beam)))
+    az = rng.uniform(-math.pi, math.pi, len(beam))
+    r = rng.uniform(6.0, 80.0, len(beam))
+    pts = np.column_stack([r * np.cos(alt) * np.cos(az), r * np.cos(alt) * np.sin(az), r * np.sin(alt)])
+    est = np.array(estimate_beam_altitudes(pts, 128))
+    assert np.abs(est - truth).max() < 0.01
+    with pytest.raises(ConversionError, match="cannot separate"):
+        estimate_beam_altitudes(pts[:10], 128)

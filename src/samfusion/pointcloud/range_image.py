@@ -38,6 +38,7 @@ __all__ = [
     "masks_to_points",
     "project_to_range_image",
     "project_box_to_range_image",
+    "estimate_beam_altitudes",
 ]
 
 
@@ -190,13 +191,16 @@ def render_range_image(
     rng = np.sqrt(np.einsum("ij,ij->i", pts, pts, dtype=np.float64)).astype(np.float32)
     valid = np.isfinite(rng) & (rng >= cfg.min_range_m) & (rng <= cfg.max_range_m)
     ids = np.flatnonzero(valid)
+    every = len(ids) == n  # skip the gathers when every point is in range
+    sel = slice(None) if every else ids
+    placed = pts if every else pts[ids]
     rows = np.full(n, -1, dtype=np.int64)
     cols = np.full(n, -1, dtype=np.int64)
     if ring is not None and cfg.use_ring_field:
-        rows[ids] = _rows_from_ring(ring, n, cfg)[ids]
+        rows[sel] = _rows_from_ring(ring, n, cfg)[sel]
     else:
-        rows[ids] = _rows_from_elevation(pts[ids], cfg)
-    cols[ids] = _cols(pts[ids], cfg.width)
+        rows[sel] = _rows_from_elevation(placed, cfg)
+    cols[sel] = _cols(placed, cfg.width)
     inten = None
     if intensity is not None:
         inten = np.asarray(intensity, dtype=np.float32)
@@ -204,16 +208,16 @@ def render_range_image(
             raise ConversionError(f"intensity must have shape ({n},), got {inten.shape}")
 
     h, w = cfg.height, cfg.width
-    index = np.full(h * w, -1, dtype=np.int64)
-    cell = rows[ids] * w + cols[ids]
-    # Positive float32 ranges order like their bit patterns, so (cell, range) packs into one
-    # int64 key; a stable sort makes the nearest point (then the lowest index) lead its cell.
-    key = (cell << 32) | rng[ids].view(np.uint32).astype(np.int64)
-    order = np.argsort(key, kind="stable")
-    cell_sorted = cell[order]
-    lead = np.ones(len(order), dtype=bool)
-    lead[1:] = cell_sorted[1:] != cell_sorted[:-1]
-    index[cell_sorted[lead]] = ids[order[lead]]
+    cell = rows[sel] * w + cols[sel]
+    ranges = rng[sel]
+    # Z-buffer in O(N) without sorting: the nearest range per cell, then the lowest index
+    # among the points at exactly that range.
+    nearest = np.full(h * w, np.inf, dtype=np.float32)
+    np.minimum.at(nearest, cell, ranges)
+    at_nearest = ranges == nearest[cell]
+    index = np.full(h * w, n, dtype=np.int64)
+    np.minimum.at(index, cell[at_nearest], ids[at_nearest])
+    index[index == n] = -1
     index = index.reshape(h, w)
 
     filled = index >= 0
@@ -355,3 +359,40 @@ def _contains_origin_xy(corners: np.ndarray) -> bool:
     nxt = np.roll(quad, -1, axis=0)
     cross = (nxt[:, 0] - quad[:, 0]) * (0.0 - quad[:, 1]) - (nxt[:, 1] - quad[:, 1]) * (0.0 - quad[:, 0])
     return bool(np.all(cross >= 0.0))
+
+
+def estimate_beam_altitudes(
+    xyz: np.ndarray,
+    n_beams: int,
+    *,
+    min_range_m: float = 5.0,
+    max_iterations: int = 50,
+    beam_origin_offset_m: float = 0.0,
+    origin_z_m: float = 0.0,
+) -> tuple[float, ...]:
+    """Beam altitudes (degrees, highest first) of a scan without a ring field, by 1D k-means.
+
+    For sensors whose beams are not evenly spread (KITTI's HDL-64E has two laser blocks with
+    different spacing), rows from these altitudes leave no empty rows where a linear fov does.
+    Elevations of points beyond ``min_range_m`` (where laser origin offsets matter least) are
+    clustered, starting from their quantiles; a beam that loses all its points keeps its start.
+    """
+    pts = _xyz(xyz, "xyz").astype(np.float64)
+    if n_beams < 1:
+        raise ConfigError(f"n_beams must be >= 1, got {n_beams}")
+    far = pts[np.linalg.norm(pts, axis=1) >= min_range_m]
+    if len(far) < n_beams:
+        raise ConversionError(f"{len(far)} points beyond {min_range_m} m cannot separate {n_beams} beams")
+    rho = np.hypot(far[:, 0], far[:, 1]) - beam_origin_offset_m
+    elev = np.sort(np.degrees(np.arctan2(far[:, 2] - origin_z_m, rho)))
+    centres = np.quantile(elev, (np.arange(n_beams) + 0.5) / n_beams)
+    for _ in range(max_iterations):
+        beam = np.searchsorted(0.5 * (centres[1:] + centres[:-1]), elev)
+        counts = np.bincount(beam, minlength=n_beams)
+        sums = np.bincount(beam, weights=elev, minlength=n_beams)
+        updated = np.where(counts > 0, sums / np.maximum(counts, 1), centres)
+        done = np.allclose(updated, centres, atol=1e-6, rtol=0.0)
+        centres = np.sort(updated)
+        if done:
+            break
+    return tuple(float(a) for a in centres[::-1])
