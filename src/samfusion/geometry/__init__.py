@@ -24,6 +24,7 @@ from samfusion.geometry.projection import (
     nearest_surface_mask,
     project_points,
     project_to_cameras,
+    visible_from_pixels,
 )
 from samfusion.geometry.transform import ROTATION_ATOL, RigidTransform
 
@@ -49,4 +50,5 @@ __all__ = [
     "project_points",
     "project_to_cameras",
     "rig_from_parameters",
+    "visible_from_pixels",
 ]

@@ -38,6 +38,7 @@ __all__ = [
     "project_to_cameras",
     "nearest_surface_mask",
     "nearest_surface",
+    "visible_from_pixels",
 ]
 
 
@@ -69,6 +70,11 @@ class PixelHits:
     depth: NDArray[np.float32]
     width: int
     height: int
+
+    @property
+    def pixel(self) -> NDArray[np.intp]:
+        """Flat pixel index ``v * width + u`` (row-major, as ``image.reshape(-1)``)."""
+        return self.v.astype(np.intp) * self.width + self.u
 
 
 @dataclass(frozen=True)
@@ -191,34 +197,50 @@ def nearest_surface(
     depth_tolerance: float = 0.5,
     relative_tolerance: float = 0.0,
 ) -> NDArray[np.bool_]:
-    """Occlusion test for points already inside the image (pixel indices and depths).
-
-    The z-buffer covers only the bounding box of the given pixels (plus nothing: cells
-    outside it are empty, so the erosion there would see +inf anyway).
-    """
-    n = len(depth)
-    if n == 0:
+    """Occlusion test for points already inside the image (pixel indices and depths)."""
+    if len(depth) == 0:
         return np.zeros(0, dtype=bool)
     u = np.asarray(u, dtype=np.intp)
     v = np.asarray(v, dtype=np.intp)
     if u.min() < 0 or v.min() < 0 or u.max() >= width or v.max() >= height:
         raise ConversionError(f"pixel indices fall outside the {width}x{height} image")
+    return visible_from_pixels(
+        v * width + u, depth, width, radius_px=radius_px, depth_tolerance=depth_tolerance,
+        relative_tolerance=relative_tolerance,
+    )
+
+
+def visible_from_pixels(
+    pixel: NDArray[np.integer],
+    depth: NDArray[np.floating],
+    width: int,
+    *,
+    radius_px: int = 2,
+    depth_tolerance: float = 0.5,
+    relative_tolerance: float = 0.0,
+) -> NDArray[np.bool_]:
+    """:func:`nearest_surface` on flat pixel indices ``v * width + u`` (unchecked; hot path).
+
+    The z-buffer spans only the image rows between the first and last point (rows outside
+    are empty, so the erosion would see +inf there anyway).
+    """
+    if len(depth) == 0:
+        return np.zeros(0, dtype=bool)
     d = np.asarray(depth, dtype=np.float32)
-    u0, v0 = int(u.min()), int(v.min())
-    bw, bh = int(u.max()) - u0 + 1, int(v.max()) - v0 + 1
-    pix = (v - v0) * bw + (u - u0)
-    zbuf = np.full(bw * bh, np.inf, dtype=np.float32)
-    np.minimum.at(zbuf, pix, d)
+    first_row = int(pixel.min()) // width
+    rows = int(pixel.max()) // width - first_row + 1
+    local = pixel - first_row * width if first_row else pixel
+    zbuf = np.full(rows * width, np.inf, dtype=np.float32)
+    np.minimum.at(zbuf, local, d)
     if radius_px > 0:
         kernel = np.ones((2 * radius_px + 1, 2 * radius_px + 1), dtype=np.uint8)
-        eroded = cv2.erode(
-            zbuf.reshape(bh, bw), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=float(np.inf)
-        )
-        zmin = eroded.reshape(-1)[pix]
-    else:
-        zmin = zbuf[pix]
-    tol = np.maximum(np.float32(depth_tolerance), zmin * np.float32(relative_tolerance))
-    return d <= zmin + tol
+        zbuf = cv2.erode(
+            zbuf.reshape(rows, width), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=float(np.inf)
+        ).reshape(-1)
+    zmin = zbuf[local]
+    if relative_tolerance > 0:
+        return d <= zmin + np.maximum(np.float32(depth_tolerance), zmin * np.float32(relative_tolerance))
+    return d <= zmin + np.float32(depth_tolerance)
 
 
 def nearest_surface_mask(

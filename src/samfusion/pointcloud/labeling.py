@@ -26,7 +26,7 @@ from numpy.typing import ArrayLike, NDArray
 from samfusion.errors import ConfigError, ConversionError
 from samfusion.geometry.calibration import CameraRig
 from samfusion.geometry.camera_model import CameraModel
-from samfusion.geometry.projection import OcclusionConfig, nearest_surface, project_to_cameras
+from samfusion.geometry.projection import OcclusionConfig, project_to_cameras, visible_from_pixels
 from samfusion.geometry.transform import RigidTransform
 
 __all__ = ["PointLabels", "CameraView", "OcclusionConfig", "label_points", "label_points_multi"]
@@ -142,15 +142,15 @@ def label_points_multi(
     for c, (view, hit) in enumerate(zip(views, hits)):
         ids_flat = _id_pixels(view, view.rig.camera_model, c)
         in_view[hit.index] = True
+        pixel = hit.pixel
+        sel, d = hit.index, hit.depth
         if occlusion.enabled:
-            vis = nearest_surface(
-                hit.u, hit.v, hit.depth, hit.width, hit.height, radius_px=occlusion.radius_px,
+            vis = visible_from_pixels(
+                pixel, d, hit.width, radius_px=occlusion.radius_px,
                 depth_tolerance=occlusion.depth_tolerance, relative_tolerance=occlusion.relative_tolerance,
             )
-            sel, u, v, d = hit.index[vis], hit.u[vis], hit.v[vis], hit.depth[vis]
-        else:
-            sel, u, v, d = hit.index, hit.u, hit.v, hit.depth
-        ids = ids_flat[v.astype(np.intp) * hit.width + u]
+            sel, pixel, d = sel[vis], pixel[vis], d[vis]
+        ids = ids_flat[pixel]
         if view.scores is None:
             s = (ids != 0).astype(np.float32)
         else:
