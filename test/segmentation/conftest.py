@@ -32,7 +32,7 @@ from samfusion.segmentation.sam_configs import (  # noqa: E402
 
 from ._helpers import make_config  # noqa: E402
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+torch.set_num_threads(1)  # tiny models: thread hand-offs cost more than they gain on shared cores
 transformers.logging.set_verbosity_error()
 
 

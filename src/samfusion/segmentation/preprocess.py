@@ -108,14 +108,20 @@ class ImageTransform:
     def geometry(self, height: int, width: int) -> FrameGeometry:
         return FrameGeometry(height, width, self.spec.height, self.spec.width)
 
-    def resize_uint8(self, image: np.ndarray) -> torch.Tensor:
-        """Resize like torchvision's uint8 bilinear antialiased resize; returns (1, 3, H_in, W_in) uint8."""
+    def resize_uint8(self, image: np.ndarray, native: bool | None = None) -> torch.Tensor:
+        """Resize like torchvision's uint8 bilinear antialiased resize; returns (1, 3, H_in, W_in) uint8.
+
+        ``native``: use torch's uint8 kernel (torchvision's choice on CPU) rather than float
+        interpolation then rounding (its choice on GPU); default by device.
+        """
         pixels = torch.from_numpy(np.ascontiguousarray(image)).to(self.device, non_blocking=True)
         pixels = pixels.permute(2, 0, 1).unsqueeze(0)
         size = (self.spec.height, self.spec.width)
         if tuple(pixels.shape[-2:]) == size:
             return pixels
-        if self.device.type == "cpu":  # torch has a native uint8 antialias kernel on CPU only
+        if native is None:
+            native = self.device.type == "cpu"  # torch has a native uint8 antialias kernel on CPU only
+        if native:
             return F.interpolate(pixels, size=size, mode="bilinear", align_corners=False, antialias=True)
         resized = F.interpolate(pixels.float(), size=size, mode="bilinear", align_corners=False,
                                 antialias=True)
