@@ -179,6 +179,12 @@ def load_image_spec(path: Path, default: ImageSpec, image_size: int) -> ImageSpe
 def load_tokenizer(path: Path) -> Any:
     from transformers import AutoTokenizer
 
+    if not any((path / name).is_file() for name in ("tokenizer.json", "vocab.json")):
+        # AutoTokenizer would silently build an empty CLIP tokenizer from the model config
+        raise CheckpointError(
+            f"checkpoint {path} has no usable tokenizer for text concepts (no tokenizer.json or "
+            f"vocab.json); download the complete SAM 3 checkpoint (tokenizer files included)"
+        )
     try:
         return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError, KeyError) as exc:
