@@ -96,7 +96,7 @@ class CleanupConfig:
     eps_m: float = 0.5  # DBSCAN neighbourhood radius
     eps_per_m: float = 0.03  # eps grows to this fraction of the median range (beam spacing)
     min_points: int = 5  # DBSCAN core threshold (counted in voxels when voxel_m > 0)
-    voxel_m: float = 0.1  # thin dense instances before clustering (scaled like eps); 0 = off
+    voxel_m: float = 0.2  # thin dense instances before clustering (scaled like eps); 0 = off
     keep: KeepRule = KeepRule.NEAREST_CLUSTER
     min_cluster_fraction: float = 0.5  # nearest_cluster: size floor relative to the largest
     max_depth_gap_m: float | None = 1.0  # also keep clusters this close in median depth
@@ -336,24 +336,32 @@ def _cluster_labels(
     span = float(np.ptp(scaled[:, 0])) + 10.0 + 2.0 * (config.merge_link_m or 0.0) / config.eps_m
     scaled[:, 0] += group * span
     if config.voxel_m > 0.0:
-        keys = np.floor(scaled / (config.voxel_m / config.eps_m)).astype(np.int64)
-        keys -= keys.min(axis=0)
-        dims = keys.max(axis=0) + 1
-        flat = (keys[:, 0] * dims[1] + keys[:, 1]) * dims[2] + keys[:, 2]
-        _, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)
-        inverse = inverse.reshape(-1)
-        sums = np.zeros((len(counts), 3))
-        np.add.at(sums, inverse, scaled)
-        centroids = sums / counts[:, None]
+        inverse, centroids = _voxelize(scaled, config.voxel_m / config.eps_m)
     else:
-        inverse = np.arange(len(scaled))
-        centroids = scaled
+        inverse, centroids = np.arange(len(scaled)), scaled
     cluster = dbscan(centroids, 1.0, config.min_points, config.backend)
     link = np.zeros(len(cluster), dtype=np.int64)
     if config.merge_link_m is not None and config.merge_link_m > 0.0:
+        # Single linkage on a coarser grid (a quarter of the link distance): cheap and, for
+        # chains of scanned surface, the same components.
         radius = config.merge_link_m / config.eps_m
-        link = dbscan(centroids, radius, 1, config.backend)
+        coarse_of, coarse = _voxelize(centroids, radius / 4.0)
+        link = dbscan(coarse, radius, 1, config.backend)[coarse_of]
     return cluster[inverse], link[inverse]
+
+
+def _voxelize(points: np.ndarray, cell: float) -> tuple[np.ndarray, np.ndarray]:
+    """(voxel index per point, voxel centroids) on a grid of ``cell``-sized cubes."""
+    keys = np.floor(points / cell).astype(np.int64)
+    keys -= keys.min(axis=0)
+    dims = keys.max(axis=0) + 1
+    flat = (keys[:, 0] * dims[1] + keys[:, 1]) * dims[2] + keys[:, 2]
+    _, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    sums = np.zeros((len(counts), 3))
+    for axis in range(3):
+        sums[:, axis] = np.bincount(inverse, weights=points[:, axis], minlength=len(counts))
+    return inverse, sums / counts[:, None]
 
 
 def clean_instances(

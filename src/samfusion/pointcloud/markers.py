@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from enum import Enum
 from typing import Iterable
 
@@ -72,6 +73,7 @@ def instance_colors(instance_ids: np.ndarray) -> np.ndarray:
     return out
 
 
+@lru_cache(maxsize=4096)
 def instance_color(instance_id: int) -> tuple[int, int, int]:
     """Deterministic, well separated RGB colour of an instance id (0 = unlabelled, grey)."""
     r, g, b = instance_colors(np.array([int(instance_id)]))[0]
