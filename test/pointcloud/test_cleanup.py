@@ -149,6 +149,18 @@ def test_depth_gap_and_link_merging():
     assert (short_link[80:] == 0).all()
 
 
+def test_small_eps_caps_the_voxel():
+    """eps below the voxel size still clusters at eps: the voxel shrinks to eps / 2.5."""
+    rng = np.random.default_rng(8)
+    line = np.column_stack([np.arange(0, 2, 0.02), np.zeros(100), np.zeros(100)]) + [10, 0, 0]
+    far = rng.normal([10.0, 0.0, 0.5], 0.005, size=(30, 3))  # 0.5 m above the line: apart at eps 0.1
+    pts = np.vstack([line, far])
+    inst = np.full(len(pts), 2, np.uint32)
+    out = clean_instances(pts, inst, None, CleanupConfig(eps_m=0.1, eps_per_m=0.0, voxel_m=0.2, ground="none",
+                                                         max_depth_gap_m=None, merge_link_m=None))
+    assert (out[:100] == 2).all() and (out[100:] == 0).all()
+
+
 def test_sparse_instances_and_noise():
     pts = np.array([[10.0, 0, 0], [10.1, 0, 0], [30.0, 5, 0]])
     inst = np.array([4, 4, 4], np.uint32)
@@ -180,7 +192,7 @@ def test_config_validation_and_enum_coercion():
     assert cfg.ground is GroundMethod.HEIGHT and cfg.backend is ClusterBackend.NUMPY
     for bad in (
         dict(method="kmeans"), dict(keep="first"), dict(ground="lidar"), dict(eps_m=0.0),
-        dict(eps_m=float("nan")), dict(voxel_m=0.6), dict(min_points=0), dict(min_cluster_fraction=1.5),
+        dict(eps_m=float("nan")), dict(voxel_m=-0.1), dict(min_points=0), dict(min_cluster_fraction=1.5),
         dict(max_depth_gap_m=-1.0), dict(merge_link_m=float("inf")), dict(max_ground_tilt_deg=90.0),
         dict(ground_tolerance_m=-0.1),
     ):

@@ -77,7 +77,8 @@ class GroundMethod(str, Enum):
 
 
 _E = TypeVar("_E", bound=Enum)
-_MAX_BELOW_GROUND = 0.1  # a local plane with more of the instance below it is rejected
+_MAX_BELOW_GROUND = 0.1
+_MAX_VOXEL_OF_EPS = 0.4  # voxel edge cap, as a fraction of eps  # a local plane with more of the instance below it is rejected
 
 
 def _as_enum(kind: type[_E], value: object, name: str) -> _E:
@@ -96,7 +97,8 @@ class CleanupConfig:
     eps_m: float = 0.5  # DBSCAN neighbourhood radius
     eps_per_m: float = 0.03  # eps grows to this fraction of the median range (beam spacing)
     min_points: int = 5  # DBSCAN core threshold (counted in voxels when voxel_m > 0)
-    voxel_m: float = 0.2  # thin dense instances before clustering (scaled like eps); 0 = off
+    voxel_m: float = 0.2  # thin dense instances before clustering (scaled like eps, at most
+    # eps / 2.5 so a cluster's voxels always touch); 0 = off
     keep: KeepRule = KeepRule.NEAREST_CLUSTER
     min_cluster_fraction: float = 0.5  # nearest_cluster: size floor relative to the largest
     max_depth_gap_m: float | None = 1.0  # also keep clusters this close in median depth
@@ -133,8 +135,6 @@ class CleanupConfig:
         for name, value in non_negative.items():
             if not (math.isfinite(value) and value >= 0.0):
                 raise ConfigError(f"{name} must be >= 0, got {value}")
-        if self.voxel_m >= self.eps_m:
-            raise ConfigError(f"voxel_m ({self.voxel_m}) must be smaller than eps_m ({self.eps_m})")
         if self.min_points < 1 or self.min_ground_points < 3 or self.ransac_iterations < 1:
             raise ConfigError("min_points >= 1, min_ground_points >= 3, ransac_iterations >= 1")
         if not 0.0 <= self.min_cluster_fraction <= 1.0:
@@ -328,7 +328,8 @@ def _cluster_labels(
     """Cluster label (-1 noise) and link component of points grouped by ``group`` (0..G-1).
 
     Each group's coordinates are divided by its eps (so one DBSCAN with eps 1 serves all) and
-    shifted far apart along x, then thinned on a voxel grid of ``voxel_m / eps_m`` units. The
+    shifted far apart along x, then thinned on a voxel grid of ``voxel_m / eps_m`` units (at
+    most 0.4). The
     link component joins voxels (noise included) closer than ``merge_link_m`` (single linkage,
     i.e. DBSCAN with min_points 1); it is all zeros when linking is off.
     """
@@ -336,7 +337,7 @@ def _cluster_labels(
     span = float(np.ptp(scaled[:, 0])) + 10.0 + 2.0 * (config.merge_link_m or 0.0) / config.eps_m
     scaled[:, 0] += group * span
     if config.voxel_m > 0.0:
-        inverse, centroids = _voxelize(scaled, config.voxel_m / config.eps_m)
+        inverse, centroids = _voxelize(scaled, min(config.voxel_m / config.eps_m, _MAX_VOXEL_OF_EPS))
     else:
         inverse, centroids = np.arange(len(scaled)), scaled
     cluster = dbscan(centroids, 1.0, config.min_points, config.backend)
