@@ -34,7 +34,7 @@ from samfusion.segmentation.checkpoints import (
     maybe_compile,
 )
 from samfusion.segmentation.config import BackendConfig
-from samfusion.segmentation.preprocess import ImageSpec, mask_nms
+from samfusion.segmentation.preprocess import FrameGeometry, ImageSpec, mask_nms
 from samfusion.segmentation.prompts import ConceptPrompt, PromptSet
 from samfusion.segmentation.sam2_backend import PromptableSamBackend
 from samfusion.segmentation.sam_head import FrameFeatures, to_instances
@@ -134,7 +134,7 @@ class Sam3Backend(PromptableSamBackend):
             fpn_hidden_states=tuple(h.expand(count, -1, -1, -1) for h in vision.fpn_hidden_states),
             fpn_position_encoding=tuple(p.expand(count, -1, -1, -1) for p in vision.fpn_position_encoding),
         )
-        boxes, labels = self._exemplars(frame, concepts)
+        boxes, labels = self._exemplars(frame.geometry, concepts)
         out = self.detector(vision_embeds=expanded, text_embeds=BaseModelOutputWithPooling(pooler_output=text),
                             attention_mask=text_mask, input_boxes=boxes, input_boxes_labels=labels)
         scores = torch.sigmoid(out.pred_logits.float()) * torch.sigmoid(out.presence_logits.float())
@@ -171,7 +171,7 @@ class Sam3Backend(PromptableSamBackend):
         mask = torch.cat([self._text_cache[t][1] for t in texts])
         return text, mask
 
-    def _exemplars(self, frame: FrameFeatures,
+    def _exemplars(self, geometry: FrameGeometry,
                    concepts: tuple[ConceptPrompt, ...]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Box exemplars as normalised (cx, cy, w, h) with labels 1 / 0; padding label -10."""
         most = max(len(c.exemplars) for c in concepts)
@@ -181,7 +181,7 @@ class Sam3Backend(PromptableSamBackend):
         labels = np.full((len(concepts), most), _PAD_LABEL, dtype=np.int64)
         for index, concept in enumerate(concepts):
             if concept.exemplars:
-                boxes[index, : len(concept.exemplars)] = frame.geometry.boxes_to_cxcywh(concept.exemplars)
+                boxes[index, : len(concept.exemplars)] = geometry.boxes_to_cxcywh(concept.exemplars)
                 labels[index, : len(concept.exemplars)] = [1 if b.positive else 0 for b in concept.exemplars]
         device = self.head.device
         return (torch.from_numpy(boxes).to(device).to(self.head.dtype), torch.from_numpy(labels).to(device))

@@ -70,7 +70,10 @@ class Decoded:
 
 @dataclass(frozen=True)
 class EverythingParams:
-    """Automatic mask generation: a point grid, then IoU / stability filters and mask NMS."""
+    """Automatic mask generation: a point grid, then IoU / stability filters and mask NMS.
+
+    A threshold of 0 disables its filter.
+    """
 
     points_per_side: int = 16
     points_per_batch: int = 64
@@ -211,8 +214,12 @@ class SamHead:
             masks = masks[:, 0].flatten(0, 1).float()  # every multimask output is a candidate
             presence = torch.sigmoid(object_logits.reshape(n, 1).float())
             scores = (iou[:, 0].float() * presence).flatten()
-            stable = stability_score(masks, 0.0, params.stability_offset)
-            keep = (scores > params.iou_threshold) & (stable > params.stability_threshold)
+            keep = torch.ones_like(scores, dtype=torch.bool)
+            if params.iou_threshold > 0:  # 0 disables a filter, as in the transformers AMG
+                keep &= scores > params.iou_threshold
+            if params.stability_threshold > 0:
+                stable = stability_score(masks, 0.0, params.stability_offset)
+                keep &= stable > params.stability_threshold
             all_masks.append(masks[keep])
             all_scores.append(scores[keep])
         masks = torch.cat(all_masks)
