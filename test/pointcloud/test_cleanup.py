@@ -161,6 +161,14 @@ def test_small_eps_caps_the_voxel():
     assert (out[:100] == 2).all() and (out[100:] == 0).all()
 
 
+def test_non_finite_depth_falls_back_to_range():
+    pts, inst = _two_clusters(100, 150)
+    depth = np.linalg.norm(pts, axis=1)
+    depth[::3] = np.inf
+    cfg = CleanupConfig(ground="none", merge_link_m=None)
+    assert np.array_equal(clean_instances(pts, inst, depth, cfg), clean_instances(pts, inst, None, cfg))
+
+
 def test_sparse_instances_and_noise():
     pts = np.array([[10.0, 0, 0], [10.1, 0, 0], [30.0, 5, 0]])
     inst = np.array([4, 4, 4], np.uint32)

@@ -386,7 +386,10 @@ def clean_instances(
     if len(groups.ids) == 0:
         return out
     sub = pts[groups.order].astype(np.float64)
-    sub_depth = np.linalg.norm(sub, axis=1) if dep is None else dep[groups.order]
+    sub_depth = np.linalg.norm(sub, axis=1)
+    if dep is not None:  # camera depth where known, range where it is not finite
+        given = dep[groups.order]
+        sub_depth = np.where(np.isfinite(given), given, sub_depth)
     eps = _instance_eps(pts, groups, cfg)
     cluster, link = _cluster_labels(sub, groups.group, eps, cfg)
     keep = _select_clusters(groups.group, cluster, link, sub_depth, len(groups.ids), cfg)
