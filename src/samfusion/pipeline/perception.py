@@ -94,6 +94,7 @@ class FrameSegmentation:
     id_image: np.ndarray
     frames_lost: dict[int, int]
     inference_ms: float
+    rejected_prompts: list[str] = field(default_factory=list)
 
     @property
     def scores(self) -> dict[int, float]:
@@ -192,7 +193,7 @@ class PerceptionPipeline:
         id_image = instances_to_id_image(step.instances, height, width)
         return FrameSegmentation(camera=name, stamp=stamp, instances=step.instances,
                                  id_image=id_image, frames_lost=step.frames_lost,
-                                 inference_ms=elapsed_ms)
+                                 inference_ms=elapsed_ms, rejected_prompts=step.rejected)
 
     def label_cloud(self, xyz: np.ndarray, segmentations: Sequence[FrameSegmentation]) -> CloudLabeling:
         """Label LiDAR points (N, 3, LiDAR frame) from the given camera segmentations."""

@@ -36,7 +36,7 @@ from samfusion.io.kitti import read_kitti_frame
 from samfusion.pipeline.evaluation import kitti_point_accuracy, summarize
 from samfusion.pipeline.overlay import draw_points
 from samfusion.ros.kitti_player import default_data_dir
-from samfusion.ros.qos import RESULT_QOS
+from samfusion.ros.qos import LOG_QOS, RESULT_QOS
 
 __all__ = ["main"]
 
@@ -51,7 +51,7 @@ class Recorder(Node):
         self.results: dict[tuple[int, int], SegmentationResult] = {}
         self.clouds: dict[tuple[int, int], PointCloud2] = {}
         self.markers: dict[tuple[int, int], MarkerArray] = {}
-        self.create_subscription(String, "kitti_player/frames", self._on_frame, RESULT_QOS)
+        self.create_subscription(String, "kitti_player/frames", self._on_frame, LOG_QOS)
         self.create_subscription(Image, f"{camera}/overlay", lambda m: self._keep(self.overlays, m), RESULT_QOS)
         self.create_subscription(SegmentationResult, f"{camera}/segmentation",
                                  lambda m: self._keep(self.results, m), RESULT_QOS)

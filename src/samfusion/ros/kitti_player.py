@@ -26,7 +26,7 @@ from samfusion.convert.pointcloud2 import structured_to_cloud
 from samfusion.geometry.camera_info import camera_model_to_camera_info
 from samfusion.io.kitti import KittiFrame, kitti_frame_ids, prompts_from_labels, read_kitti_frame
 from samfusion.ros.params import ParamSpec, declare_parameters
-from samfusion.ros.qos import LATCHED_QOS, PROMPT_QOS, RESULT_QOS, SENSOR_QOS
+from samfusion.ros.qos import LATCHED_QOS, LOG_QOS, PROMPT_QOS, SENSOR_QOS
 
 __all__ = ["KittiPlayer", "main", "PLAYER_PARAMS", "default_data_dir"]
 
@@ -82,7 +82,7 @@ class KittiPlayer(Node):
         self.extrinsic_pub = self.create_publisher(TransformStamped, f"{cam}/lidar_extrinsic", LATCHED_QOS)
         self.cloud_pub = self.create_publisher(PointCloud2, self.p["lidar_topic"], SENSOR_QOS)
         self.prompt_pub = self.create_publisher(Prompt, self.p["prompt_topic"], PROMPT_QOS)
-        self.frames_pub = self.create_publisher(String, "kitti_player/frames", RESULT_QOS)
+        self.frames_pub = self.create_publisher(String, "kitti_player/frames", LOG_QOS)
         self.index = 0
         self.phase = "wait"
         self.next_time = time.monotonic()

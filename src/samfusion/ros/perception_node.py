@@ -55,8 +55,6 @@ from samfusion.segmentation.prompts import PointPrompt, PromptUpdate
 
 __all__ = ["PerceptionNode", "main"]
 
-_THROTTLE_S = 2.0
-
 
 class PerceptionNode(Node):
     """See module docstring. Topics are relative so namespaces and remaps work as usual."""
@@ -65,6 +63,7 @@ class PerceptionNode(Node):
         super().__init__("sam_fusion_perception", **kwargs)
         self.params = declare_parameters(self, PERCEPTION_PARAMS)
         self.counters: Counter[str] = Counter()
+        self._last_log: dict[str, tuple[float, int]] = {}
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._stop = False
@@ -158,8 +157,16 @@ class PerceptionNode(Node):
 
     # ---- callbacks: store, count, wake -----------------------------------------------------
     def _reject(self, kind: str, reason: str) -> None:
+        """Count a bad input and log why, at most once per kind every few seconds."""
         self.counters[kind] += 1
-        self.get_logger().warning(f"{kind}: {reason}", throttle_duration_sec=_THROTTLE_S)
+        now = time.monotonic()
+        last, suppressed = self._last_log.get(kind, (-1e9, 0))
+        if now - last >= float(self.params["log_throttle_s"]):
+            more = f" ({suppressed} more since the last report)" if suppressed else ""
+            self.get_logger().warning(f"{kind}: {reason}{more}")
+            self._last_log[kind] = (now, 0)
+        else:
+            self._last_log[kind] = (last, suppressed + 1)
 
     def _on_image(self, name: str, msg: Any) -> None:
         item = Stamped(stamp_to_seconds(msg.header.stamp), msg, arrival=time.monotonic())
@@ -213,6 +220,8 @@ class PerceptionNode(Node):
             try:
                 self._step()
             except Exception as exc:  # noqa: BLE001 - the worker must survive anything
+                if not self.context.ok():  # shutting down (Ctrl-C): publishers are gone
+                    return
                 self._reject("worker_errors", f"{type(exc).__name__}: {exc}")
 
     def _step(self) -> None:
@@ -240,7 +249,9 @@ class PerceptionNode(Node):
         try:
             if len(msg.points_3d):
                 update = self._with_projected_points(update, msg)
-            touched = self.pipeline.apply_prompt(update, self._image_sizes)
+            sizes = {n: s.model.image_size for n, s in self.pipeline.cameras.items() if s.model is not None}
+            sizes.update(self._image_sizes)
+            touched = self.pipeline.apply_prompt(update, sizes)
             self.counters["prompts_applied"] += 1
             self.get_logger().info(f"prompt {update.action.name} applied: {touched}")
         except SamFusionError as exc:
@@ -284,6 +295,8 @@ class PerceptionNode(Node):
         except SamFusionError as exc:
             self._reject("bad_image", f"camera '{name}': {exc}")
             return
+        for reason in seg.rejected_prompts:
+            self._reject("bad_prompt", f"camera '{name}': {reason}")
         self._segs[name].append(seg)
         self._seg_headers[id(seg)] = msg.header
         self._prune_headers()

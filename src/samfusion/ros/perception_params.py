@@ -62,6 +62,9 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
               max=10.0),
     ParamSpec("cleanup_min_points", 3, "Minimum cluster size of the 3D cleanup", kind=int, min=1,
               max=10000),
+    ParamSpec("log_throttle_s", 2.0, "Bad-input warnings of one kind are logged at most once per this "
+              "many seconds (every one is counted on /diagnostics)", kind=float, min=0.0, max=3600.0,
+              read_only=False),
     ParamSpec("class_names", [], "Class names with fixed label ids 1..n (others are appended)",
               kind=str, array=True),
 )

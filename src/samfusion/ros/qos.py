@@ -10,7 +10,7 @@ from rclpy.qos import (
     qos_profile_sensor_data,
 )
 
-__all__ = ["SENSOR_QOS", "RESULT_QOS", "PROMPT_QOS", "LATCHED_QOS"]
+__all__ = ["SENSOR_QOS", "RESULT_QOS", "PROMPT_QOS", "LATCHED_QOS", "LOG_QOS"]
 
 # Best effort, keep last 5: never blocks a driver, never queues stale frames.
 SENSOR_QOS: QoSProfile = qos_profile_sensor_data
@@ -24,3 +24,7 @@ PROMPT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50,
 LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                          reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# A short history that late joiners still receive (the player's stamp -> frame log).
+LOG_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
+                     reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)

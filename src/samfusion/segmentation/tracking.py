@@ -33,6 +33,7 @@ class TrackStep:
 
     instances: list[Instance]
     frames_lost: dict[int, int] = field(default_factory=dict)
+    rejected: list[str] = field(default_factory=list)  # prompts dropped as invalid for this image
 
     @property
     def lost_ids(self) -> list[int]:
@@ -210,11 +211,27 @@ class ObjectTracker:
             everything=self._everything,
         )
 
+    def _drop_invalid(self, height: int, width: int) -> list[str]:
+        """Remove stored prompts that do not fit this image (added before its size was known)."""
+        rejected: list[str] = []
+        for object_id in list(self._objects):
+            try:
+                self.backend.check_prompts(PromptSet(objects=(self._objects[object_id],)), height, width)
+            except PromptError as exc:
+                rejected.append(f"object {object_id} dropped: {exc}")
+                self._remove(object_id)
+        return rejected
+
     def step(self, image: np.ndarray) -> TrackStep:
-        """Segment one frame with every active prompt; ids stay stable across calls."""
+        """Segment one frame with every active prompt; ids stay stable across calls.
+
+        Prompts that do not fit the image are dropped and reported in ``TrackStep.rejected``
+        instead of failing every later frame.
+        """
+        rejected = self._drop_invalid(int(image.shape[0]), int(image.shape[1])) if image.ndim >= 2 else []
         prompts = self.prompt_set()
         if prompts.is_empty():
-            return TrackStep(instances=[], frames_lost={})
+            return TrackStep(instances=[], frames_lost={}, rejected=rejected)
         changed = frozenset(self._changed)
         raw = self._stream.step(image, prompts, changed)
         self._changed.clear()
@@ -236,6 +253,7 @@ class ObjectTracker:
         return TrackStep(
             instances=visible,
             frames_lost={i: (n if n >= lost_after else 0) for i, n in frames_lost.items()},
+            rejected=rejected,
         )
 
     def _match_detections(self, detections: list[Instance]) -> list[Instance]:
