@@ -145,6 +145,7 @@ class FakeOpenRouter:
         self.default: Behaviour | Responder = default or Reply()
         self.models_payload: dict[str, Any] = {"data": []}
         self.models_requests = 0
+        self.connections = 0  # TCP connections accepted (pooling check)
         self.calls: list[Call] = []
         self._scripts: dict[str, list[Behaviour | Responder]] = {}
         self._lock = threading.Lock()
@@ -212,10 +213,11 @@ class FakeOpenRouter:
             task = asyncio.current_task()
             assert task is not None
             tasks.add(task)
+            self.connections += 1
             try:
                 await self._connection(reader, writer)
-            except (ConnectionError, _Disconnected, asyncio.IncompleteReadError):
-                pass
+            except (ConnectionError, _Disconnected, asyncio.IncompleteReadError, asyncio.CancelledError):
+                pass  # client went away, or the server is stopping
             finally:
                 tasks.discard(task)
                 writer.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import random
 import time
 from typing import Any
@@ -20,7 +21,7 @@ from fake_openrouter import (
     StalledBody,
 )
 
-from samfusion.fusion.client import FusionClient
+from samfusion.fusion.client import FusionClient, http_library
 from samfusion.fusion.config import ClientConfig
 from samfusion.fusion.errors import (
     AuthenticationError,
@@ -32,6 +33,7 @@ from samfusion.fusion.errors import (
     InsufficientCreditsError,
     MalformedResponseError,
     ModelNotFoundError,
+    PoolConfigError,
     PermissionDeniedError,
     RateLimitedError,
     UpstreamError,
@@ -40,6 +42,13 @@ from samfusion.fusion.secrets import ApiKey
 
 MSG = [{"role": "user", "content": "What is on the table?"}]
 KEY = ApiKey(TEST_KEY, source="test")
+LIBRARIES = ["httpx"] + (["httpx2"] if importlib.util.find_spec("httpx2") else [])
+
+
+@pytest.fixture(params=LIBRARIES)
+def client_config(request: pytest.FixtureRequest, client_config: ClientConfig) -> ClientConfig:
+    """Every client test runs on each installed HTTP library."""
+    return with_changes(client_config, http_library=request.param)
 
 
 class SleepRecorder:
@@ -308,3 +317,22 @@ def test_rate_limit_without_time_left_fails_with_retry_after(fake: FakeOpenRoute
         run(config, "m/a", timeout_s=1.0)
     assert info.value.retry_after_s == 3.0
     assert len(fake.calls_for("m/a")) == 1
+
+
+def test_http_library_selection(client_config: ClientConfig) -> None:
+    assert http_library(client_config.http_library).__name__ == client_config.http_library
+    assert http_library("auto").__name__ == LIBRARIES[-1]
+    with pytest.raises(PoolConfigError, match="must be auto, httpx or httpx2"):
+        http_library("requests")
+
+
+def test_stream_connection_is_reused(fake: FakeOpenRouter, client_config: ClientConfig) -> None:
+    fake.script("m/a", Reply("pooled", keepalives=1))
+
+    async def go() -> None:
+        async with FusionClient(client_config, api_key=KEY) as client:
+            for _ in range(5):
+                await client.complete("m/a", MSG, max_tokens=8, temperature=0, timeout_s=5)
+
+    asyncio.run(go())
+    assert fake.connections == 1  # the SSE body is drained after [DONE], so the socket is pooled

@@ -75,6 +75,7 @@ class ClientConfig:
     backoff_max_s: float = 8.0
     retry_after_cap_s: float = 10.0
     stream: bool = True
+    http_library: str = "auto"  # "httpx", "httpx2" or "auto" (httpx2 when installed)
     catalog_ttl_s: float = 3600.0
     breaker_failures: int = 3
     breaker_cooldown_s: float = 30.0
@@ -90,6 +91,10 @@ class ClientConfig:
         _positive("client.max_connections", self.max_connections)
         _positive("client.breaker_failures", self.breaker_failures)
         _non_negative("client.breaker_cooldown_s", self.breaker_cooldown_s)
+        if self.http_library not in ("auto", "httpx", "httpx2"):
+            raise PoolConfigError(
+                f"client.http_library must be auto, httpx or httpx2, got {self.http_library!r}"
+            )
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,7 @@ class _Run:
     judge_model: str = ""
     rationale: list[str] = field(default_factory=list)
     concepts: tuple[str, ...] = ()
+    detached: list[asyncio.Future[None]] = field(default_factory=list)  # cancelled stragglers
 
     def ok_members(self) -> list[_Member]:
         """Members with an answer, in pool (priority) order."""
@@ -220,6 +221,8 @@ class FusionEngine:
             if concepts is not None and not concepts.done():
                 concepts.cancel()
                 await asyncio.gather(concepts, return_exceptions=True)
+            if run.detached:  # stragglers cut by the quorum finish closing their connections
+                await asyncio.gather(*run.detached, return_exceptions=True)
 
     async def _call(
         self,
@@ -264,7 +267,8 @@ class FusionEngine:
         member.cost_usd += actual_cost(completion, self.catalog.price(member.model))
 
     def _quorum(self, run: _Run, n: int) -> dict[str, Any]:
-        return {"quorum_k": min(run.pool.quorum_k, n), "quorum_deadline_s": run.pool.quorum_deadline_s}
+        return {"quorum_k": min(run.pool.quorum_k, n), "quorum_deadline_s": run.pool.quorum_deadline_s,
+                "detached": run.detached}
 
     async def _members(self, run: _Run, messages: Sequence[Message]) -> None:
         run.stage = "members"

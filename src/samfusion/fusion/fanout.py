@@ -45,8 +45,14 @@ async def fan_out(
     quorum_deadline_s: float = 0.0,
     on_done: Callable[[Outcome], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    detached: list[asyncio.Future[None]] | None = None,
 ) -> dict[str, Outcome]:
-    """Run ``calls`` (model -> coroutine factory) concurrently; outcomes by model."""
+    """Run ``calls`` (model -> coroutine factory) concurrently; outcomes by model.
+
+    Calls cut off by the quorum are cancelled; with ``detached`` given, the fan-out does not
+    wait for their clean-up (closing connections) but appends them there for the caller to
+    await later, which keeps that work off the critical path.
+    """
     start = clock()
     k = len(calls) if quorum_k is None else max(1, min(quorum_k, len(calls)))
     outcomes: dict[str, Outcome] = {}
@@ -80,11 +86,18 @@ async def fan_out(
                 if timeout <= 0:
                     break
             done, pending = await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
+    except BaseException:
         for task in pending:
             task.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+        raise
+    for task in pending:
+        task.cancel()
+    if pending and detached is not None:
+        detached.extend(pending)
+    elif pending:
+        await asyncio.gather(*pending, return_exceptions=True)
     for task in pending:
         model = tasks[task]
         if model not in outcomes:

@@ -204,20 +204,25 @@ def parse_completion(
 
 
 async def iter_sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
-    """Data payloads of an SSE stream, one per event; stops at ``[DONE]``.
+    """Data payloads of an SSE stream, one per event, up to ``[DONE]``.
 
     Comment lines (``:`` first) are skipped; multi-line ``data:`` fields are joined with
-    newlines; other fields (``event:``, ``id:``, ``retry:``) are ignored.
+    newlines; other fields (``event:``, ``id:``, ``retry:``) are ignored. After ``[DONE]`` the
+    rest of the body is read and dropped, so the connection can go back to the pool.
     """
     data: list[str] = []
+    finished = False
     async for raw in lines:
+        if finished:
+            continue
         line = raw.rstrip("\r")
         if not line:
             if data:
                 payload = "\n".join(data)
                 data = []
                 if payload.strip() == "[DONE]":
-                    return
+                    finished = True
+                    continue
                 yield payload
             continue
         if line.startswith(":"):
@@ -225,7 +230,7 @@ async def iter_sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
         name, _, value = line.partition(":")
         if name == "data":
             data.append(value[1:] if value.startswith(" ") else value)
-    if data:
+    if data and not finished:
         payload = "\n".join(data)
         if payload.strip() != "[DONE]":
             yield payload
