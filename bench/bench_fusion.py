@@ -3,11 +3,13 @@
 
 A local OpenRouter-compatible server (test/fusion/fake_openrouter.py, in a subprocess so its
 work does not share the client's interpreter) answers a 3-model pool with scripted latencies:
-lognormal with medians 0.2 / 0.4 / 0.8 s and sigma 0.35, all scaled by --scale (default 0.25,
-so the whole bench runs in well under a minute); the judge answers after a fixed 0.1 s * scale.
+lognormal with medians 0.2 / 0.4 / 0.8 s and sigma 0.35, all scaled by --scale (default 0.5,
+so the whole bench runs in about half a minute); the judge answers after a fixed 0.1 s * scale.
 Replies are streamed (SSE, 3 content chunks, usage with cost).
 
-Scenarios, each with --concurrency queries in flight at once (default 20), --rounds times:
+Scenarios: "one at a time" (--rounds single queries, the engine's own overhead without
+contention), then each of these with --concurrency queries in flight at once (default 20),
+--rounds times:
 
   fused      best_of, 2 judge passes, wait for all members. Overhead per query =
              fused latency - slowest member call - judge stage (first judge start to last judge
