@@ -233,3 +233,26 @@ def test_loop_thread_runs_cancels_and_cleans_up() -> None:
     assert not loop.running
     with pytest.raises(RuntimeError, match="stopped"):
         loop.submit(add(1, 1))
+
+
+def _interface_fields(text: str) -> list[str]:
+    names = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and "=" not in line:
+            names.append(line.split()[1])
+    return names
+
+
+def test_result_types_map_one_to_one_onto_the_interfaces() -> None:
+    from dataclasses import fields
+
+    from samfusion.fusion.result import CandidateResult, FusionRequest, FusionResult
+
+    request_text, response_text = (REPO / "srv" / "FusionQuery.srv").read_text().split("---")
+    assert [f.name for f in fields(FusionResult)] == _interface_fields(response_text)
+    assert [f.name for f in fields(CandidateResult)] == _interface_fields((REPO / "msg" / "ModelCandidate.msg").read_text())
+    request_fields = _interface_fields(request_text)
+    mapped = {"models": "models", "judge_model": "judge_model", "include_scene": "scene"}
+    for name in request_fields:
+        assert mapped.get(name, name) in {f.name for f in fields(FusionRequest)}, name

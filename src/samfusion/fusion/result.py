@@ -8,7 +8,7 @@ summarised and fenced, see :mod:`scene`).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from samfusion.fusion.config import FusionMode
@@ -85,4 +85,3 @@ class CallRecord:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     error: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
