@@ -61,6 +61,12 @@ class _AllMembersFailed(Exception):
     pass
 
 
+def _sentence(text: str) -> str:
+    """``text`` ending in sentence punctuation, so rationale parts read apart when joined."""
+    text = text.strip()
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
 @dataclass
 class _Member:
     model: str
@@ -399,7 +405,7 @@ class FusionEngine:
                 scores[model].append(decision.scores.get(label, default) if decision.scores else default)
             votes[mapping[decision.best]] += 1
             legend = ", ".join(f"{label}={model}" for label, model in mapping.items())
-            notes.append(f"pass {index} [{legend}] ({decision.method}): {decision.reason or 'no reason given'}")
+            notes.append(_sentence(f"Pass {index} [{legend}] ({decision.method}): {decision.reason or 'no reason given'}"))
         if not notes:
             self._fallback(run, "; ".join(problems))
             return
@@ -415,7 +421,7 @@ class FusionEngine:
         )
         if problems:
             run.degraded = True
-            notes.append("failed " + "; ".join(problems))
+            notes.append(_sentence("Failed " + "; ".join(problems)))
         run.rationale.extend(notes)
         self._choose(run, run.members[winner], summary)
 
@@ -437,7 +443,8 @@ class FusionEngine:
         run.answer = decision.answer
         sources = ", ".join(used) if used else "no candidates named"
         run.rationale.insert(
-            0, f"Merged by {run.pool.judge} from {sources} ({decision.method}): {decision.rationale or 'no rationale given'}"
+            0, _sentence(f"Merged by {run.pool.judge} from {sources} ({decision.method}): "
+                         f"{decision.rationale or 'no rationale given'}")
         )
 
     async def _server(self, run: _Run, messages: Sequence[Message]) -> None:
