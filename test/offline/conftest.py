@@ -16,8 +16,8 @@ from samfusion.pipeline.perception import CloudLabeling, PerceptionPipeline, per
 from ._bags import write_kitti_bag, write_nuscenes_bag
 
 # Objects of the nuScenes sample with at least this many LiDAR points get box prompts in the
-# bag tests (34 prompts over 6 cameras for 28 objects; the accuracy script uses all of them).
-NU_MIN_POINTS = 5
+# bag tests (22 prompts over 6 cameras for 17 objects; the accuracy script uses all of them).
+NU_MIN_POINTS = 8
 
 
 @pytest.fixture(scope="session")

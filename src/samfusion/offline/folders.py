@@ -96,6 +96,7 @@ def process_image_folder(root: str | Path, output: Path, pipeline: Any, schedule
         raise ConfigError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {root}")
     schedule = schedule or PromptSchedule()
     schedule.check_cameras([CAMERA])
+    pipeline.camera(CAMERA)
     _seed(options)
     stats, start = RunStats(), time.monotonic()
     progress = Progress(root.name, len(files), enabled=options.progress)

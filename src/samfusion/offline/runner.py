@@ -72,8 +72,12 @@ class RunStats:
     seconds: float = 0.0
     skipped: bool = False
 
+    KEYS = ("images", "images_segmented", "clouds", "clouds_labeled", "clouds_unlabeled", "points_labeled",
+            "prompts_applied", "segmentations_written")
+
     def as_dict(self) -> dict[str, Any]:
-        return {**dict(sorted(self.counters.items())), "unpaired": dict(sorted(self.unpaired.items())),
+        counts = {**{k: 0 for k in self.KEYS}, **self.counters}
+        return {**dict(sorted(counts.items())), "unpaired": dict(sorted(self.unpaired.items())),
                 "seconds": round(self.seconds, 3), "skipped": self.skipped}
 
 
