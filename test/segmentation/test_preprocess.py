@@ -153,7 +153,7 @@ def test_box_mapping_matches_the_processors(height, width):
     from transformers.models.sam3.processing_sam3 import Sam3Processor, box_xyxy_to_cxcywh
 
     boxes = [BoxPrompt(0, 0, width, height), BoxPrompt(10.5, 20.25, 300, height - 1, positive=False)]
-    raw = torch.tensor([b.as_array() for b in boxes], dtype=torch.float32)
+    raw = torch.from_numpy(np.stack([b.as_array() for b in boxes]).astype(np.float32))
     geometry = FrameGeometry(height, width, 1024, 1024)
     sam2 = Sam2Processor._normalize_coordinates(None, 1024, raw, (height, width), is_bounding_box=True)
     np.testing.assert_allclose(geometry.boxes_to_model(boxes), sam2.numpy(), rtol=1e-6, atol=1e-4)

@@ -121,6 +121,27 @@ def test_lost_objects_are_reported_and_reacquired(kind, checkpoints, bedroom):
     assert back.frames_lost[7] == 0 and back.lost_ids == []
 
 
+def test_wide_object_pointers_are_split_into_memory_tokens(tmp_path, bedroom):
+    """Hidden 128 > 64 memory channels: each pointer becomes two memory tokens (full-size layout)."""
+    import transformers
+
+    from samfusion.segmentation.config import BackendConfig
+    from samfusion.segmentation.sam_configs import save_random_checkpoint, tiny_sam2_config
+
+    path = save_random_checkpoint(transformers.Sam2VideoModel, tiny_sam2_config(hidden=128), tmp_path / "wide")
+    backend = create_backend(BackendConfig(backend="sam2", checkpoint=str(path), score_threshold=0.0))
+    shared = backend.create_stream()
+    alone = backend.create_stream()
+    for index, frame in enumerate(bedroom[:4]):
+        changed = frozenset({1, 2, 3}) if index == 0 else frozenset()
+        together = shared.step(frame, OBJECTS, changed)
+        single = alone.step(frame, PromptSet(objects=OBJECTS.objects[1:2]), changed & {2})
+        assert together[1].score == pytest.approx(single[0].score, abs=1e-4)
+    banks = list(shared.tracker._banks.values())
+    pointers, _ = shared.tracker._pointer_tokens(banks, shared.tracker._frame)
+    assert pointers.shape == (2 * len(shared.tracker._pointers(banks[0], shared.tracker._frame)), 3, 64)
+
+
 def test_image_only_checkpoint_streams_reprompt_every_frame(backends, bedroom):
     backend = backends["sam2_image"]
     stream = backend.create_stream()

@@ -3,8 +3,7 @@
 Tests and ``bench/bench_sam.py`` build models with random weights from these configs and save
 them with ``save_pretrained``, so they go through the same loading code as a downloaded
 checkpoint. Tiny configs keep every dimension small but respect the architecture's fixed
-constraints (the memory attention reads 64-channel memories, so the memory and hidden sizes
-of the video models are 64). Full-size configs are the transformers defaults (SAM 2.1 tiny /
+constraints (the memory attention reads 64-channel memories, so hidden sizes are at least 64). Full-size configs are the transformers defaults (SAM 2.1 tiny /
 large layouts, SAM 3) and need a GPU.
 """
 
@@ -30,23 +29,29 @@ __all__ = [
 TINY_SAM2_IMAGE_SIZE = 128
 TINY_SAM3_IMAGE_SIZE = 112
 
-_MEMORY = dict(  # shared tiny memory settings of the SAM 2-family video models
-    memory_attention_hidden_size=64, memory_attention_num_layers=1, memory_attention_num_attention_heads=1,
-    memory_attention_feed_forward_hidden_size=64, memory_encoder_hidden_size=64,
-    memory_encoder_output_channels=64, mask_downsampler_embed_dim=64, memory_fuser_embed_dim=64,
-    memory_fuser_intermediate_dim=64, num_maskmem=3, max_object_pointers_in_encoder=4,
-)
-
-
-def _tiny_heads(image_size: int, patch: int) -> dict[str, Any]:
+def _tiny_memory(hidden: int) -> dict[str, Any]:
+    """Tiny memory settings of the SAM 2-family video models (memories are always 64 channels)."""
     return dict(
-        prompt_encoder_config=dict(hidden_size=64, image_size=image_size, patch_size=patch, mask_input_channels=8),
-        mask_decoder_config=dict(hidden_size=64, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=32),
+        memory_attention_hidden_size=hidden, memory_attention_num_layers=1, memory_attention_num_attention_heads=1,
+        memory_attention_feed_forward_hidden_size=64, memory_encoder_hidden_size=hidden,
+        memory_encoder_output_channels=64, mask_downsampler_embed_dim=hidden, memory_fuser_embed_dim=hidden,
+        memory_fuser_intermediate_dim=64, num_maskmem=3, max_object_pointers_in_encoder=4,
     )
 
 
-def tiny_sam2_config(video: bool = True) -> Any:
-    """A ~1M-parameter SAM 2.1-layout config (Hiera with 4 stages, 128 px input)."""
+def _tiny_heads(image_size: int, patch: int, hidden: int = 64) -> dict[str, Any]:
+    return dict(
+        prompt_encoder_config=dict(hidden_size=hidden, image_size=image_size, patch_size=patch, mask_input_channels=8),
+        mask_decoder_config=dict(hidden_size=hidden, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=32),
+    )
+
+
+def tiny_sam2_config(video: bool = True, hidden: int = 64) -> Any:
+    """A ~1M-parameter SAM 2.1-layout config (Hiera with 4 stages, 128 px input).
+
+    ``hidden`` > 64 makes object pointers wider than the 64-channel memories, so they are split
+    into several memory tokens, as in the full-size models (256 / 64).
+    """
     from transformers import Sam2Config, Sam2VideoConfig
 
     size = TINY_SAM2_IMAGE_SIZE
@@ -57,11 +62,11 @@ def tiny_sam2_config(video: bool = True) -> Any:
                     image_size=[size, size])
     s = size // 4
     vision = dict(backbone_config=backbone, backbone_channel_list=[128, 64, 32, 16],
-                  backbone_feature_sizes=[[s, s], [s // 2, s // 2], [s // 4, s // 4]], fpn_hidden_size=64)
+                  backbone_feature_sizes=[[s, s], [s // 2, s // 2], [s // 4, s // 4]], fpn_hidden_size=hidden)
     if not video:
-        return Sam2Config(vision_config=vision, **_tiny_heads(size, 16))
+        return Sam2Config(vision_config=vision, **_tiny_heads(size, 16, hidden))
     return Sam2VideoConfig(vision_config=vision, image_size=size, memory_attention_rope_feat_sizes=[s // 4, s // 4],
-                           **_tiny_heads(size, 16), **_MEMORY)
+                           **_tiny_heads(size, 16, hidden), **_tiny_memory(hidden))
 
 
 def tiny_sam3_video_config() -> Any:
@@ -85,7 +90,7 @@ def tiny_sam3_video_config() -> Any:
                                  intermediate_size=64),
         mask_decoder_config=dict(hidden_size=64, num_attention_heads=2),
     )
-    tracker = dict(vision_config=vision, image_size=size, **_tiny_heads(size, patch), **_MEMORY)
+    tracker = dict(vision_config=vision, image_size=size, **_tiny_heads(size, patch), **_tiny_memory(64))
     return Sam3VideoConfig(detector_config=detector, tracker_config=tracker)
 
 
