@@ -209,3 +209,48 @@ def test_bad_inputs_are_counted_and_the_node_keeps_going(kitti_001):
         assert "unknown object id 77" in log
         assert "outside the 1242x375 image" in log
         assert "no_such_camera" in log
+
+
+def test_starts_without_a_model_and_loads_it_on_demand(kitti_001):
+    from std_srvs.srv import Trigger
+
+    with node_process(NODE, "perception_on_demand", params={"autostart": False, "cloud_wait_s": 0.5}) as proc, \
+            probe_node() as (node, executor):
+        rig = Rig(node, executor)
+        rig.wait_ready()
+        assert spin_until(executor, lambda: rig.diagnostics.get("model_loaded") == "False", 15.0)
+        rig.send_prompts(kitti_001)  # queued until the model is there
+        spin_until(executor, lambda: False, 0.5)
+        stamp = node.get_clock().now().to_msg()
+        rig.send_frame(kitti_001, stamp)
+        assert spin_until(executor, lambda: any(c.header.stamp == stamp for c in rig.clouds), 15.0)
+        unlabeled = next(c for c in rig.clouds if c.header.stamp == stamp)
+        assert not cloud_to_structured(unlabeled)["instance"].any()
+        assert spin_until(executor, lambda: rig.counter("clouds_without_model") >= 1, 10.0)
+
+        load = node.create_client(Trigger, "/perception_on_demand/load_model")
+        assert load.wait_for_service(timeout_sec=10.0)
+        future = load.call_async(Trigger.Request())
+        assert spin_until(executor, future.done, 60.0)
+        assert future.result().success, future.result().message
+        assert future.result().message.startswith("loaded classical on cpu")
+        out = rig.frame_until_labeled(kitti_001)  # the queued prompts were applied on load
+        assert set(np.unique(cloud_to_structured(out)["instance"])) == {0, 1, 2, 3}
+
+        unload = node.create_client(Trigger, "/perception_on_demand/unload_model")
+        future = unload.call_async(Trigger.Request())
+        assert spin_until(executor, future.done, 30.0) and future.result().success
+        assert spin_until(executor, lambda: rig.diagnostics.get("model_loaded") == "False", 15.0)
+        assert proc.alive()
+
+
+def test_missing_checkpoint_is_reported_and_the_node_stays_up(tmp_path):
+    with node_process(NODE, "perception_no_weights",
+                      params={"backend": "sam2", "checkpoint": str(tmp_path / "nothing_here")}) as proc, \
+            probe_node() as (node, executor):
+        rig = Rig(node, executor)
+        rig.wait_ready()
+        assert spin_until(executor, lambda: rig.counter("model_load_errors") >= 1, 60.0), rig.diagnostics
+        assert rig.diagnostics["model_loaded"] == "False"
+        assert proc.alive()
+        assert "nothing_here" in proc.output()

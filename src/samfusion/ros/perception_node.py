@@ -23,6 +23,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
+from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
 from sam_fusion.msg import Prompt, SegmentationResult
@@ -71,10 +72,10 @@ class PerceptionNode(Node):
         if not self.camera_names or len(set(self.camera_names)) != len(self.camera_names):
             raise ValueError(f"camera_names must be unique and non-empty, got {self.camera_names}")
 
-        self.pipeline = PerceptionPipeline(perception_config_from_flat(self.params))
-        for name in self.camera_names:
-            self.pipeline.camera(name)
-        self._load_static_extrinsics()
+        self.config = perception_config_from_flat(self.params)
+        self.pipeline: PerceptionPipeline | None = None
+        self._camera_models: dict[str, Any] = {}
+        self._extrinsics: dict[str, RigidTransform] = self._static_extrinsics()
 
         self._buffers = {name: CameraBuffer() for name in self.camera_names}
         self._segs: dict[str, deque[FrameSegmentation]] = {n: deque(maxlen=8) for n in self.camera_names}
@@ -82,6 +83,8 @@ class PerceptionNode(Node):
         self._image_sizes: dict[str, tuple[int, int]] = {}
         self._models: dict[str, Any] = {}
         self._extrinsic_updates: dict[str, RigidTransform] = {}
+        self._load_request: str | None = "load" if self.params["autostart"] else None
+        self._load_result: tuple[bool, str] | None = None
         self._prompts: deque[tuple[PromptUpdate, Any]] = deque(maxlen=256)
         self._cloud = CloudSlot()
         self._lidar_frame = ""
@@ -121,22 +124,71 @@ class PerceptionNode(Node):
         self.create_timer(1.0, self._publish_diagnostics, callback_group=group)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
+        services = MutuallyExclusiveCallbackGroup()  # a slow model load must not stall the topics
+        self.create_service(Trigger, "~/load_model", self._on_load, callback_group=services)
+        self.create_service(Trigger, "~/unload_model", self._on_unload, callback_group=services)
         self._worker = threading.Thread(target=self._run, name="sam_fusion_worker", daemon=True)
         self._worker.start()
         self.get_logger().info(
-            f"ready: backend={self.pipeline.backend.name} cameras={self.camera_names} "
-            f"transport={self.params['image_transport']} lidar={self.params['lidar_topic']}"
+            f"ready: backend={self.config.backend.backend} cameras={self.camera_names} "
+            f"transport={self.params['image_transport']} lidar={self.params['lidar_topic']} "
+            f"model={'loading' if self.params['autostart'] else 'not loaded (call ~/load_model)'}"
         )
 
     # ---- set-up ----------------------------------------------------------------------------
-    def _load_static_extrinsics(self) -> None:
+    def _static_extrinsics(self) -> dict[str, RigidTransform]:
         transforms: dict[str, RigidTransform] = {}
         if self.params["extrinsics_file"]:
             transforms.update(load_extrinsics(self.params["extrinsics_file"],
                                               self.params["extrinsics_format"], self.camera_names))
         transforms.update(extrinsics_from_flat(self.params["extrinsics"], self.camera_names))
-        for name, transform in transforms.items():
-            self.pipeline.set_extrinsic(name, transform)
+        return transforms
+
+    # ---- model loading (configure / cleanup) ---------------------------------------------------
+    def _on_load(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        return self._request_model("load", response)
+
+    def _on_unload(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        return self._request_model("unload", response)
+
+    def _request_model(self, what: str, response: Trigger.Response) -> Trigger.Response:
+        """Hand the request to the worker (it owns the pipeline) and wait for the outcome."""
+        with self._wake:
+            self._load_request = what
+            self._load_result = None
+            self._wake.notify()
+            deadline = time.monotonic() + 600.0
+            while self._load_result is None and time.monotonic() < deadline and not self._stop:
+                self._wake.wait(timeout=0.1)
+            ok, message = self._load_result or (False, f"{what} did not finish")
+        response.success, response.message = ok, message
+        return response
+
+    def _do_model_request(self, what: str) -> tuple[bool, str]:
+        if what == "unload":
+            if self.pipeline is None:
+                return True, "no model was loaded"
+            self.pipeline = None
+            _free_accelerator_memory()
+            return True, f"unloaded {self.config.backend.backend}"
+        if self.pipeline is not None:
+            return True, f"{self.pipeline.backend.name} already loaded"
+        start = time.perf_counter()
+        try:
+            pipeline = PerceptionPipeline(self.config)
+        except SamFusionError as exc:  # missing checkpoint, bad device: report, stay up
+            self._reject("model_load_errors", str(exc))
+            return False, str(exc)
+        for name in self.camera_names:
+            pipeline.camera(name)
+        for name, model in self._camera_models.items():
+            pipeline.set_camera_model(name, model)
+        for name, transform in self._extrinsics.items():
+            pipeline.set_extrinsic(name, transform)
+        self.pipeline = pipeline
+        message = f"loaded {pipeline.backend.name} on {self.config.backend.device} in {time.perf_counter() - start:.1f} s"
+        self.get_logger().info(message)
+        return True, message
 
     def _on_set_parameters(self, params: list[Any]) -> Any:
         result = check_changes(PERCEPTION_PARAMS, params)
@@ -152,8 +204,10 @@ class PerceptionNode(Node):
         from dataclasses import replace
 
         with self._lock:
-            for stream in self.pipeline.cameras.values():
-                stream.tracker.config = replace(stream.tracker.config, score_threshold=value)
+            self.config = replace(self.config, tracker=replace(self.config.tracker, score_threshold=value))
+            if self.pipeline is not None:
+                for stream in self.pipeline.cameras.values():
+                    stream.tracker.config = replace(stream.tracker.config, score_threshold=value)
 
     # ---- callbacks: store, count, wake -----------------------------------------------------
     def _reject(self, kind: str, reason: str) -> None:
@@ -226,18 +280,39 @@ class PerceptionNode(Node):
 
     def _step(self) -> None:
         with self._lock:
+            request, self._load_request = self._load_request, None
+        if request is not None:
+            result = self._do_model_request(request)
+            with self._wake:
+                self._load_result = result
+                self._wake.notify_all()
+        with self._lock:
             models, self._models = self._models, {}
             extrinsics, self._extrinsic_updates = self._extrinsic_updates, {}
-            prompts = list(self._prompts)
-            self._prompts.clear()
+            prompts: list[tuple[PromptUpdate, Any]] = []
+            if self.pipeline is not None:  # without a model, prompts wait (bounded) for one
+                prompts = list(self._prompts)
+                self._prompts.clear()
             images = {n: b.take_newest_unprocessed() for n, b in self._buffers.items()}
         for name, model in models.items():
             try:
-                self.pipeline.set_camera_model(name, model)
+                model.validate()
             except SamFusionError as exc:
                 self._reject("bad_camera_info", f"camera '{name}': {exc}")
+                continue
+            self._camera_models[name] = model
+            if self.pipeline is not None:
+                self.pipeline.set_camera_model(name, model)
         for name, transform in extrinsics.items():
-            self.pipeline.set_extrinsic(name, transform)
+            self._extrinsics[name] = transform
+            if self.pipeline is not None:
+                self.pipeline.set_extrinsic(name, transform)
+        if self.pipeline is None:
+            skipped = sum(item is not None for item in images.values())
+            if skipped:
+                self.counters["frames_without_model"] += skipped
+            self._maybe_label_cloud()
+            return
         for update, msg in prompts:
             self._apply_prompt(update, msg)
         for name, item in images.items():
@@ -338,6 +413,13 @@ class PerceptionNode(Node):
             self._reject("bad_cloud", str(exc))
             return
         self._lidar_frame = msg.header.frame_id
+        if self.pipeline is None:
+            n = len(xyz)
+            self._cloud_pub.publish(labeled_cloud(msg, np.zeros(n, np.uint16), np.zeros(n, np.uint32),
+                                                  np.zeros(n, np.float32), msg_cls=PointCloud2,
+                                                  field_cls=PointField, header=msg.header))
+            self.counters["clouds_without_model"] += 1
+            return
         finite = np.isfinite(xyz).all(axis=1)
         labels = self.pipeline.label_cloud(np.where(finite[:, None], xyz, 0.0), segs)
         instance = np.where(finite, labels.instance, 0).astype(np.uint32)
@@ -365,11 +447,13 @@ class PerceptionNode(Node):
         lat = sorted(self._latency_ms)
         status = DiagnosticStatus()
         status.name = f"{self.get_name()}: perception"
-        status.hardware_id = self.pipeline.config.backend.device
+        status.hardware_id = self.config.backend.device
         errors = sum(v for k, v in counters.items() if k.startswith("bad_") or k == "worker_errors")
         status.level = DiagnosticStatus.WARN if errors else DiagnosticStatus.OK
         status.message = f"{errors} bad inputs" if errors else "ok"
-        values = {"backend": self.pipeline.backend.name, "cameras": ",".join(self.camera_names),
+        values = {"backend": self.config.backend.backend, "model_loaded": str(self.pipeline is not None),
+                  "device": self.config.backend.device, "cameras": ",".join(self.camera_names),
+                  **(_accelerator_memory(self.config.backend.device) if self.pipeline is not None else {}),
                   "latency_p50_ms": f"{lat[len(lat) // 2]:.1f}" if lat else "nan",
                   "latency_p95_ms": f"{lat[int(len(lat) * 0.95)]:.1f}" if lat else "nan",
                   **{k: str(v) for k, v in sorted(counters.items())}}
@@ -385,6 +469,29 @@ class PerceptionNode(Node):
             self._wake.notify_all()
         self._worker.join(timeout=5.0)
         super().destroy_node()
+
+
+def _free_accelerator_memory() -> None:
+    """Return cached GPU memory after a model is dropped (only if torch is already in use)."""
+    import gc
+    import sys
+
+    gc.collect()
+    cuda = getattr(sys.modules.get("torch"), "cuda", None)
+    if cuda is not None and cuda.is_available():
+        cuda.empty_cache()
+
+
+def _accelerator_memory(device: str) -> dict[str, str]:
+    """GPU memory figures for diagnostics; empty on CPU or while torch is still importing."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    cuda = getattr(torch, "cuda", None)
+    if not device.startswith("cuda") or cuda is None or not cuda.is_available():
+        return {}
+    return {"gpu_memory_allocated_mb": f"{torch.cuda.memory_allocated() / 2**20:.0f}",
+            "gpu_memory_reserved_mb": f"{torch.cuda.memory_reserved() / 2**20:.0f}"}
 
 
 def main(args: list[str] | None = None) -> None:

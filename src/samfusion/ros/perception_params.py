@@ -28,6 +28,8 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("extrinsics", [], "Static LiDAR->camera extrinsics, 7 numbers per camera in camera_names "
               "order: x y z qx qy qz qw of T_camera_from_lidar (camera optical frame)", kind=float, array=True),
     # --- backend (read-only: reload the node to change the model) ---
+    ParamSpec("autostart", True, "Load the model at start-up; false = start without it and load on demand "
+              "with the ~/load_model service (~/unload_model frees it)", kind=bool),
     ParamSpec("backend", "classical", "Segmentation backend", choices=BACKEND_NAMES),
     ParamSpec("checkpoint", "", "Local checkpoint directory or a hub id already in the cache "
               "(SAM backends)"),
