@@ -62,6 +62,7 @@ export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
 export CMAKE_PREFIX_PATH="$VENV${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
 log "colcon build (sam_fusion)"
 cd "$ROOT"
+mkdir -p "$ROOT/log"
 colcon --log-base "$ROOT/log" build --paths "$ROOT" --symlink-install \
   --build-base "$ROOT/build" --install-base "$ROOT/install" \
   --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" -DPython3_NumPy_INCLUDE_DIR="$NUMPY_INCLUDE_LINK" -DBUILD_TESTING=OFF -Wno-dev >"$ROOT/log/colcon-build.txt" 2>&1 \
