@@ -12,7 +12,7 @@ import sys
 SPECS = {
     "perception": ("samfusion.ros.perception_params", "PERCEPTION_PARAMS"),
     "player": ("samfusion.ros.kitti_player", "PLAYER_PARAMS"),
-    "fusion": ("samfusion.ros.fusion_params", "FUSION_PARAMS"),
+    "fusion": ("samfusion.ros.fusion_node", "FUSION_PARAMS"),
 }
 
 

@@ -23,7 +23,7 @@ def test_first_lines_are_the_two_commands():
     assert "scripts/test.sh" in (ROOT / ".ci" / "run").read_text()
 
 
-@pytest.mark.parametrize("node", ["perception", "player"])
+@pytest.mark.parametrize("node", ["perception", "player", "fusion"])
 def test_parameter_tables_match_the_code(node):
     if importlib.util.find_spec("rclpy") is None:
         pytest.skip("rclpy is not importable; the parameter specs live in the ROS layer")

@@ -75,7 +75,7 @@ class ClientConfig:
     backoff_max_s: float = 8.0
     retry_after_cap_s: float = 10.0
     stream: bool = True
-    http_library: str = "auto"  # "httpx", "httpx2" or "auto" (httpx2 when installed)
+    http_library: str = "httpx"  # "httpx", "httpx2" or "auto" (httpx2 when installed)
     catalog_ttl_s: float = 3600.0
     breaker_failures: int = 3
     breaker_cooldown_s: float = 30.0
