@@ -254,3 +254,47 @@ def test_missing_checkpoint_is_reported_and_the_node_stays_up(tmp_path):
         assert rig.diagnostics["model_loaded"] == "False"
         assert proc.alive()
         assert "nothing_here" in proc.output()
+
+
+def test_lidar_only_stream_labels_a_cloud_without_any_camera(shared_data):
+    from samfusion.io.kitti import KITTI_PROMPT_CLASSES
+    from samfusion.pointcloud.range_image import RangeImageConfig, project_box_to_range_image
+
+    frame = read_kitti_frame(shared_data / "kitti_object", "000002")
+    config = RangeImageConfig.velodyne_hdl64e(width=1024)
+    t = velo_from_rect(frame.calib.R0_rect, frame.calib.Tr_velo_to_cam)
+    misc = next(lab for lab in frame.labels if lab.type in KITTI_PROMPT_CLASSES)
+    center, size, yaw = kitti_box_to_velo(misc, t)
+    x0, y0, x1, y1 = map(float, project_box_to_range_image(center, size, yaw, config))
+    params = {"camera_names": [], "range_stream": "lidar", "range_width": 1024, "cloud_wait_s": 0.0}
+    with node_process(NODE, "perception_lidar_only", params=params) as proc, probe_node() as (node, executor):
+        cloud_pub = node.create_publisher(PointCloud2, "points", SENSOR_QOS)
+        prompt_pub = node.create_publisher(Prompt, "prompts", PROMPT_QOS)
+        clouds: list = []
+        results: list = []
+        node.create_subscription(PointCloud2, "points_labeled", clouds.append, RESULT_QOS)
+        node.create_subscription(SegmentationResult, "lidar/segmentation", results.append, RESULT_QOS)
+        assert wait_for_match(executor, cloud_pub, 1, timeout=30) and wait_for_match(executor, prompt_pub, 1)
+        prompt_pub.publish(Prompt(target="lidar", action=Prompt.ACTION_ADD, object_id=4, label="Misc",
+                                  boxes=[Box2D(x_min=x0, y_min=y0, x_max=x1, y_max=y1, positive=True)]))
+        spin_until(executor, lambda: False, 0.5)
+        deadline = time.monotonic() + 60
+        out = None
+        while out is None and time.monotonic() < deadline:
+            stamp = node.get_clock().now().to_msg()
+            cloud_pub.publish(structured_to_cloud(frame.cloud, PointCloud2, PointField,
+                                                  Header(stamp=stamp, frame_id="velodyne")))
+            if spin_until(executor, lambda: any(c.header.stamp == stamp for c in clouds), 3.0):
+                out = next(c for c in clouds if c.header.stamp == stamp)
+        assert out is not None, proc.output()
+        cloud = cloud_to_structured(out)
+        xyz = np.stack([cloud["x"], cloud["y"], cloud["z"]], axis=1).astype(np.float64)
+        gt = points_in_box(xyz, center, size, yaw)
+        labeled = cloud["instance"] == 4
+        assert gt.sum() == 1346
+        assert (labeled & gt).sum() >= 300 and (labeled & gt).sum() >= 0.95 * labeled.sum()
+        assert spin_until(executor, lambda: any(r.header.stamp == out.header.stamp for r in results), 5.0)
+        result = next(r for r in results if r.header.stamp == out.header.stamp)
+        assert (result.source, result.instance_ids.width, result.instance_ids.height) == ("lidar", 1024, 64)
+        assert [o.id for o in result.objects] == [4]
+        assert proc.alive()

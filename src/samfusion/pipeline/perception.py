@@ -199,7 +199,6 @@ class PerceptionPipeline:
         """Label LiDAR points (N, 3, LiDAR frame) from the given camera segmentations."""
         from samfusion.geometry.projection import OcclusionConfig
         from samfusion.pointcloud.labeling import label_points_multi
-        from samfusion.pointcloud.objects3d import compute_objects
 
         xyz = np.asarray(xyz, dtype=np.float32).reshape(-1, 3)
         n = xyz.shape[0]
@@ -215,17 +214,30 @@ class PerceptionPipeline:
                                     depth_tolerance=self.config.occlusion_depth_tolerance_m)
         inputs = [(self.camera(s.camera).rig(), s.id_image, s.scores) for s in cams]
         labels = label_points_multi(xyz, inputs, occlusion=occlusion, min_depth=self.config.min_depth_m)
-        raw = labels.instance.astype(np.uint32)
+        return self.labels_from_instances(xyz, labels.instance.astype(np.uint32), cams,
+                                          depth=labels.depth,
+                                          camera_index=labels.camera_index.astype(np.int16))
+
+    def labels_from_instances(self, xyz: np.ndarray, raw: np.ndarray,
+                              segmentations: Sequence[FrameSegmentation], *, depth: np.ndarray | None = None,
+                              camera_index: np.ndarray | None = None) -> CloudLabeling:
+        """Per-point instance ids -> 3D cleanup, class labels, scores and 3D objects.
+
+        Shared by camera labeling and LiDAR-only range-image labeling.
+        """
+        from samfusion.pointcloud.objects3d import compute_objects
+
+        n = xyz.shape[0]
         instance = raw
         if self.config.cleanup and np.any(raw):
             from samfusion.pointcloud.cleanup import CleanupConfig, clean_instances
 
             cleanup = CleanupConfig(eps_m=self.config.cleanup_eps_m,
                                     min_points=self.config.cleanup_min_points)
-            instance = clean_instances(xyz, raw, labels.depth, cleanup).astype(np.uint32)
+            instance = clean_instances(xyz, raw, depth, cleanup).astype(np.uint32)
         names_by_id: dict[int, str] = {}
         scores_by_id: dict[int, float] = {}
-        for seg in cams:
+        for seg in segmentations:
             for inst in seg.instances:
                 if inst.score >= scores_by_id.get(inst.instance_id, -1.0):
                     names_by_id[inst.instance_id] = inst.label
@@ -242,10 +254,14 @@ class PerceptionPipeline:
             label[hit] = label_lut[pos[hit]]
             score[hit] = score_lut[pos[hit]]
             instance = np.where(hit, instance, 0).astype(np.uint32)
+        else:
+            instance = np.zeros(n, np.uint32)
         objects = compute_objects(xyz, instance, names_by_id, scores_by_id)
-        return CloudLabeling(instance=instance, label=label, score=score,
-                             camera_index=labels.camera_index.astype(np.int16), cameras=names,
-                             objects=objects, raw_instance=raw)
+        if camera_index is None:
+            camera_index = np.where(instance > 0, 0, -1).astype(np.int16)
+        return CloudLabeling(instance=instance, label=label, score=score, camera_index=camera_index,
+                             cameras=[s.camera for s in segmentations], objects=objects,
+                             raw_instance=np.asarray(raw, dtype=np.uint32))
 
 
 # Flat keys shared by the node's parameters and the offline YAML / CLI.

@@ -107,7 +107,7 @@ def declare_parameters(node: Node, specs: Iterable[ParamSpec]) -> dict[str, Any]
         problem = spec.check(value)
         if problem:
             raise ValueError(problem)
-        values[spec.name] = list(value) if spec.array else value
+        values[spec.name] = (list(value) if value is not None else []) if spec.array else value
     return values
 
 

@@ -69,8 +69,11 @@ class PerceptionNode(Node):
         self._wake = threading.Condition(self._lock)
         self._stop = False
         self.camera_names: list[str] = list(self.params["camera_names"])
-        if not self.camera_names or len(set(self.camera_names)) != len(self.camera_names):
-            raise ValueError(f"camera_names must be unique and non-empty, got {self.camera_names}")
+        self.range_stream: str = self.params["range_stream"]
+        streams = self.camera_names + ([self.range_stream] if self.range_stream else [])
+        if not streams or len(set(streams)) != len(streams):
+            raise ValueError(f"camera_names (+ range_stream) must be unique and non-empty, got {streams}")
+        self.range_config = self._range_config() if self.range_stream else None
 
         self.config = perception_config_from_flat(self.params)
         self.pipeline: PerceptionPipeline | None = None
@@ -114,6 +117,11 @@ class PerceptionNode(Node):
             self._seg_pubs[name] = self.create_publisher(SegmentationResult, f"{name}/segmentation", RESULT_QOS)
             if self.params["publish_overlay"]:
                 self._overlay_pubs[name] = self.create_publisher(Image, f"{name}/overlay", RESULT_QOS)
+        if self.range_stream:
+            name = self.range_stream
+            self._seg_pubs[name] = self.create_publisher(SegmentationResult, f"{name}/segmentation", RESULT_QOS)
+            if self.params["publish_overlay"]:
+                self._overlay_pubs[name] = self.create_publisher(Image, f"{name}/overlay", RESULT_QOS)
         self.create_subscription(PointCloud2, self.params["lidar_topic"], self._on_cloud, SENSOR_QOS,
                                  callback_group=group)
         self.create_subscription(Prompt, self.params["prompt_topic"], self._on_prompt, PROMPT_QOS,
@@ -136,6 +144,14 @@ class PerceptionNode(Node):
         )
 
     # ---- set-up ----------------------------------------------------------------------------
+    def _range_config(self) -> Any:
+        from samfusion.pointcloud.range_image import RangeImageConfig
+
+        return RangeImageConfig(height=self.params["range_height"], width=self.params["range_width"],
+                                fov_up_deg=self.params["range_fov_up_deg"],
+                                fov_down_deg=self.params["range_fov_down_deg"],
+                                use_ring_field=self.params["range_use_ring_field"])
+
     def _static_extrinsics(self) -> dict[str, RigidTransform]:
         transforms: dict[str, RigidTransform] = {}
         if self.params["extrinsics_file"]:
@@ -179,7 +195,7 @@ class PerceptionNode(Node):
         except SamFusionError as exc:  # missing checkpoint, bad device: report, stay up
             self._reject("model_load_errors", str(exc))
             return False, str(exc)
-        for name in self.camera_names:
+        for name in self.camera_names + ([self.range_stream] if self.range_stream else []):
             pipeline.camera(name)
         for name, model in self._camera_models.items():
             pipeline.set_camera_model(name, model)
@@ -338,6 +354,15 @@ class PerceptionNode(Node):
 
         if not update.target:
             raise PromptError("3D point prompts need a target camera")
+        pts, positive = points_3d_from_msg(msg)
+        if update.target == self.range_stream:
+            from samfusion.pipeline.lidar_only import points_3d_to_range_prompts
+
+            if msg.header.frame_id != self._lidar_frame:
+                raise PromptError(f"3D points for the LiDAR stream must be in the LiDAR frame "
+                                  f"'{self._lidar_frame}', got '{msg.header.frame_id}'")
+            extra = points_3d_to_range_prompts(pts, positive, self.range_config)
+            return PromptUpdate(**{**update.__dict__, "points": update.points + extra})
         stream = self.pipeline.camera(update.target)
         frame = msg.header.frame_id
         model = stream.model
@@ -350,7 +375,6 @@ class PerceptionNode(Node):
         else:
             raise PromptError(f"3D points in frame '{frame}': only the camera frame '{model.frame_id}' and "
                               f"the LiDAR frame '{self._lidar_frame}' are known")
-        pts, positive = points_3d_from_msg(msg)
         proj = project_points(pts, transform, model, min_depth=0.0)
         if not np.all(proj.valid):
             bad = pts[~proj.valid][0].tolist()
@@ -421,11 +445,15 @@ class PerceptionNode(Node):
             self.counters["clouds_without_model"] += 1
             return
         finite = np.isfinite(xyz).all(axis=1)
-        labels = self.pipeline.label_cloud(np.where(finite[:, None], xyz, 0.0), segs)
+        clean_xyz = np.where(finite[:, None], xyz, 0.0)
+        labels = self.pipeline.label_cloud(clean_xyz, segs)
+        if self.range_stream:
+            labels = self._merge_range_labels(msg, structured, clean_xyz, finite, labels, segs)
+            segs = segs + [self._range_seg]
         instance = np.where(finite, labels.instance, 0).astype(np.uint32)
         label = np.where(finite, labels.label, 0).astype(np.uint16)
         score = np.where(finite, labels.score, 0).astype(np.float32)
-        if not segs:
+        if not segs and not self.range_stream:
             self._reject("clouds_unlabeled", f"cloud at {stamp_to_seconds(msg.header.stamp):.3f} had no camera "
                          f"frame within max_skew_s={self.params['max_skew_s']}; published unlabeled")
         out = labeled_cloud(msg, label, instance, score, msg_cls=PointCloud2, field_cls=PointField,
@@ -438,6 +466,36 @@ class PerceptionNode(Node):
                 segmentation_to_msg(seg, header, self.pipeline.backend.name, labels.objects))
         self.counters["clouds_labeled"] += 1
         self._latency_ms.append((time.perf_counter() - start) * 1e3)
+
+    def _merge_range_labels(self, msg: PointCloud2, structured: np.ndarray, xyz: np.ndarray,
+                            finite: np.ndarray, camera_labels: Any, segs: list[FrameSegmentation]) -> Any:
+        """Segment the cloud's range image; camera labels win where both label a point."""
+        from samfusion.pipeline.lidar_only import segment_cloud_lidar_only
+
+        names = structured.dtype.names or ()
+        intensity = next((structured[n] for n in ("intensity", "reflectivity") if n in names), None)
+        ring = structured["ring"] if "ring" in names else None
+        result = segment_cloud_lidar_only(
+            self.pipeline, self.range_stream, np.where(finite[:, None], xyz, np.nan), self.range_config,
+            intensity=None if intensity is None else np.asarray(intensity, np.float32),
+            ring=ring, stamp=stamp_to_seconds(msg.header.stamp))
+        seg = result.segmentation
+        for reason in seg.rejected_prompts:
+            self._reject("bad_prompt", f"stream '{self.range_stream}': {reason}")
+        self._range_seg = seg
+        self._seg_headers[id(seg)] = msg.header
+        self._seg_pubs[self.range_stream].publish(
+            segmentation_to_msg(seg, msg.header, self.pipeline.backend.name))
+        if self.range_stream in self._overlay_pubs:
+            overlay = render_overlay(result.rgb, seg.id_image, seg.instances)
+            self._overlay_pubs[self.range_stream].publish(numpy_to_image(overlay, "rgb8", Image, msg.header))
+        if not segs:
+            return result.labels
+        take = (camera_labels.instance == 0) & (result.labels.instance > 0)
+        merged = self.pipeline.labels_from_instances(
+            xyz, np.where(take, result.labels.raw_instance, camera_labels.raw_instance).astype(np.uint32),
+            segs + [seg])
+        return merged
 
     # ---- diagnostics -----------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:

@@ -11,7 +11,8 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
     # --- streams and topics (read-only) ---
     ParamSpec("camera_names", ["camera"], "Camera stream names; each subscribes to "
               "<name>/image_raw (or <name>/image_raw/compressed) and <name>/camera_info, and publishes "
-              "<name>/segmentation and <name>/overlay", kind=str, array=True),
+              "<name>/segmentation and <name>/overlay (may be empty with range_stream set)",
+              kind=str, array=True),
     ParamSpec("image_transport", "raw", "raw: sensor_msgs/Image; compressed: sensor_msgs/CompressedImage "
               "on <name>/image_raw/compressed", choices=("raw", "compressed")),
     ParamSpec("lidar_topic", "points", "LiDAR PointCloud2 input topic"),
@@ -20,6 +21,18 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
               "label (uint16), instance (uint32), score (float32)"),
     ParamSpec("markers_topic", "objects", "visualization_msgs/MarkerArray output (3D boxes, centroids, text)"),
     ParamSpec("publish_overlay", True, "Publish <name>/overlay images (masks over the camera image)", kind=bool),
+    # --- LiDAR-only segmentation (range image) ---
+    ParamSpec("range_stream", "", "Name of a LiDAR-only stream (e.g. lidar): every cloud is also rendered "
+              "as a range image and segmented with the prompts targeted at this name; results on "
+              "<name>/segmentation and <name>/overlay. Empty = off"),
+    ParamSpec("range_width", 1024, "Range image columns (azimuth bins)", kind=int, min=16, max=8192),
+    ParamSpec("range_height", 64, "Range image rows (beams)", kind=int, min=1, max=512),
+    ParamSpec("range_fov_up_deg", 2.0, "Upper edge of the vertical field of view", kind=float,
+              min=-90.0, max=90.0),
+    ParamSpec("range_fov_down_deg", -24.8, "Lower edge of the vertical field of view", kind=float,
+              min=-90.0, max=90.0),
+    ParamSpec("range_use_ring_field", True, "Take rows from a ring field when the cloud has one",
+              kind=bool),
     # --- extrinsics ---
     ParamSpec("extrinsics_file", "", "Calibration file with LiDAR->camera extrinsics: KITTI calib txt, "
               "nuScenes calib.json or an OpenCalib extrinsic json (empty = none)"),
