@@ -1,5 +1,7 @@
 # Source me (bash): activates the venv and the colcon install, keeps DDS on this machine.
 _sf_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# colcon's setup scripts read unset variables: relax `set -u` while sourcing them.
+case $- in *u*) _sf_nounset=1; set +u ;; *) _sf_nounset= ;; esac
 # shellcheck disable=SC1091
 source "${SAMFUSION_VENV:-$_sf_root/.venv}/bin/activate"
 export AMENT_PREFIX_PATH="$VIRTUAL_ENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
@@ -15,4 +17,5 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST
 export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-42}"
 # Large images / clouds over shared memory, UDP on loopback only (config/fastdds_localhost.xml).
 export FASTRTPS_DEFAULT_PROFILES_FILE="${FASTRTPS_DEFAULT_PROFILES_FILE:-$_sf_root/config/fastdds_localhost.xml}"
-unset _sf_root
+[ -n "$_sf_nounset" ] && set -u
+unset _sf_root _sf_nounset
