@@ -131,3 +131,13 @@ def _report(capsys) -> dict:
 
     (entry,) = json.loads(capsys.readouterr().out).values()
     return entry
+
+
+def test_sample_links_every_2d_box_to_one_3d_box(nu_sample) -> None:
+    objects = nu_sample.objects
+    assert len(objects) == 69 and sum(len(o.boxes_2d) for o in objects) == 84
+    assert sum(1 for o in objects if o.boxes_2d) == 68
+    assert sum(1 for o in objects if len(o.boxes_2d) == 2) == 16
+    truck = objects[18]
+    assert (truck.object_id, truck.label, truck.num_lidar_pts) == (19, "truck", 495)
+    assert sorted(truck.boxes_2d) == ["CAM_FRONT", "CAM_FRONT_LEFT"]

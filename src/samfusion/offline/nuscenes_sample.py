@@ -84,7 +84,7 @@ def load_sample(root: str | Path, match_tol_m: float = 0.01) -> NuscenesSample:
                 raise ConversionError(f"{camera} 2D box {item['bbox']} matches no 3D box (nearest {dist[k]:.3f} m)")
             x0, y0, x1, y1 = (float(v) for v in item["bbox"])
             boxes[k][camera] = (x0, y0, x1, y1)
-    objects = [SampleObject(i, names.get(o["bbox_label_3d"], str(o["bbox_label_3d"])),
+    objects = [SampleObject(i, names.get(o["bbox_label_3d"], f"other ({o['bbox_label_3d']})"),
                             tuple(float(v) for v in o["bbox_3d"][:3]), tuple(float(v) for v in o["bbox_3d"][3:6]),
                             float(o["bbox_3d"][6]), int(o["num_lidar_pts"]), boxes[i])
                for i, o in enumerate(inst)]
