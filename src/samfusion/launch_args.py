@@ -224,7 +224,8 @@ def launch_arguments(specs: Sequence[_Spec], *, params_file: str = "", node: str
 
 
 def merge_arguments(*groups: Iterable[LaunchArgument]) -> list[LaunchArgument]:
-    """Union by name, first occurrence kept; a name with two different defaults is an error."""
+    """Union by name in first-seen order. A shared name (one argument feeding several nodes)
+    keeps both descriptions; a name with two different defaults is an error."""
     merged: dict[str, LaunchArgument] = {}
     for group in groups:
         for arg in group:
@@ -234,6 +235,9 @@ def merge_arguments(*groups: Iterable[LaunchArgument]) -> list[LaunchArgument]:
             elif seen.default != arg.default:
                 raise ValueError(f"launch argument {arg.name!r} has two defaults: "
                                  f"{seen.default!r} and {arg.default!r}")
+            elif arg.description not in seen.description:
+                merged[arg.name] = LaunchArgument(seen.name, seen.default,
+                                                  f"{seen.description} (also: {arg.description})")
     return list(merged.values())
 
 

@@ -154,7 +154,9 @@ def test_launch_arguments_add_the_common_ones() -> None:
 def test_merge_keeps_shared_names_once_and_refuses_conflicts() -> None:
     merged = merge_arguments([LaunchArgument("a", "1", "x"), LaunchArgument("b", "", "y")],
                              [LaunchArgument("a", "1", "other"), LaunchArgument("c", "z", "w")])
-    assert [(a.name, a.description) for a in merged] == [("a", "x"), ("b", "y"), ("c", "w")]
+    assert [(a.name, a.description) for a in merged] == [("a", "x (also: other)"), ("b", "y"), ("c", "w")]
+    again = merge_arguments(merged, [LaunchArgument("a", "1", "other")])
+    assert again[0].description == "x (also: other)"
     with pytest.raises(ValueError, match="two defaults"):
         merge_arguments([LaunchArgument("a", "1", "x")], [LaunchArgument("a", "2", "x")])
 
