@@ -74,6 +74,11 @@ class PerceptionNode(Node):
         if not streams or len(set(streams)) != len(streams):
             raise ValueError(f"camera_names (+ range_stream) must be unique and non-empty, got {streams}")
         self.range_config = self._range_config() if self.range_stream else None
+        offsets = list(self.params["time_offsets_s"]) or [0.0] * len(self.camera_names)
+        if len(offsets) != len(self.camera_names):
+            raise ValueError(f"time_offsets_s has {len(offsets)} values for {len(self.camera_names)} cameras")
+        self._time_offsets = dict(zip(self.camera_names, offsets))
+        self._tf_buffer = self._make_tf_buffer() if self.params["use_tf"] else None
 
         self.config = perception_config_from_flat(self.params)
         self.pipeline: PerceptionPipeline | None = None
@@ -151,6 +156,36 @@ class PerceptionNode(Node):
                                 fov_up_deg=self.params["range_fov_up_deg"],
                                 fov_down_deg=self.params["range_fov_down_deg"],
                                 use_ring_field=self.params["range_use_ring_field"])
+
+    def _make_tf_buffer(self) -> Any:
+        try:
+            from tf2_ros import Buffer, TransformListener
+        except ImportError as exc:
+            raise ValueError("use_tf:=true needs tf2_ros (apt install ros-$ROS_DISTRO-tf2-ros)") from exc
+        buffer = Buffer()
+        self._tf_listener = TransformListener(buffer, self)
+        return buffer
+
+    def _update_extrinsics_from_tf(self, msg: PointCloud2) -> None:
+        """T_camera_from_lidar from TF at the cloud's stamp, for every camera with a model."""
+        from rclpy.duration import Duration
+        from rclpy.time import Time
+
+        for name in self.camera_names:
+            model = self._camera_models.get(name)
+            if model is None or not model.frame_id:
+                continue
+            try:
+                tf = self._tf_buffer.lookup_transform(model.frame_id, msg.header.frame_id,
+                                                      Time.from_msg(msg.header.stamp), Duration(seconds=0.05))
+            except Exception as exc:  # noqa: BLE001 - tf2 raises several unrelated exception types
+                self._reject("tf_lookup_errors", f"{model.frame_id} <- {msg.header.frame_id}: {exc}")
+                continue
+            t, q = tf.transform.translation, tf.transform.rotation
+            transform = RigidTransform.from_translation_quaternion([t.x, t.y, t.z], [q.x, q.y, q.z, q.w])
+            self._extrinsics[name] = transform
+            if self.pipeline is not None:
+                self.pipeline.set_extrinsic(name, transform)
 
     def _static_extrinsics(self) -> dict[str, RigidTransform]:
         transforms: dict[str, RigidTransform] = {}
@@ -416,9 +451,11 @@ class PerceptionNode(Node):
         if item is None:
             return
         skew = float(self.params["max_skew_s"])
-        matched = {n: nearest_within(list(self._segs[n]), item.stamp, skew) for n in self.camera_names}
+        offsets = self._time_offsets
+        matched = {n: nearest_within(list(self._segs[n]), item.stamp + offsets[n], skew)
+                   for n in self.camera_names}
         waiting = any(
-            m is None and nearest_within([s for s in self._buffers[n].images], item.stamp, skew) is not None
+            m is None and nearest_within(list(self._buffers[n].images), item.stamp + offsets[n], skew) is not None
             for n, m in matched.items()
         )
         timed_out = time.monotonic() - item.arrival >= float(self.params["cloud_wait_s"])
@@ -437,6 +474,8 @@ class PerceptionNode(Node):
             self._reject("bad_cloud", str(exc))
             return
         self._lidar_frame = msg.header.frame_id
+        if self._tf_buffer is not None:
+            self._update_extrinsics_from_tf(msg)
         if self.pipeline is None:
             n = len(xyz)
             self._cloud_pub.publish(labeled_cloud(msg, np.zeros(n, np.uint16), np.zeros(n, np.uint32),

@@ -63,6 +63,10 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
               min=0.01, max=1.0),
     ParamSpec("max_skew_s", 0.05, "Largest |image stamp - cloud stamp| for pairing", kind=float,
               min=0.0, max=10.0, read_only=False),
+    ParamSpec("time_offsets_s", [], "Expected camera stamp minus LiDAR stamp per camera (camera_names "
+              "order), removed before pairing; empty = all zero", kind=float, array=True),
+    ParamSpec("use_tf", False, "Look LiDAR->camera extrinsics up in TF (needs tf2_ros) at each cloud's "
+              "stamp; they replace the static ones", kind=bool),
     ParamSpec("cloud_wait_s", 0.3, "How long a cloud waits for a matching image before it is published "
               "unlabeled", kind=float, min=0.0, max=10.0, read_only=False),
     ParamSpec("min_depth_m", 0.5, "Points closer to a camera than this are not labeled by it",
