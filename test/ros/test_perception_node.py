@@ -298,3 +298,39 @@ def test_lidar_only_stream_labels_a_cloud_without_any_camera(shared_data):
         assert (result.source, result.instance_ids.width, result.instance_ids.height) == ("lidar", 1024, 64)
         assert [o.id for o in result.objects] == [4]
         assert proc.alive()
+
+
+def test_use_tf_without_tf2_ros_fails_fast_with_the_package_to_install():
+    import importlib.util
+
+    if importlib.util.find_spec("tf2_ros") is not None:
+        pytest.skip("tf2_ros is installed here; see test_extrinsics_from_tf")
+    with node_process(NODE, "perception_tf_missing", params={"use_tf": True}) as proc:
+        deadline = time.monotonic() + 30
+        while proc.alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not proc.alive()
+        assert "use_tf:=true needs tf2_ros" in proc.output()
+
+
+@pytest.mark.skipif(not ROS_AVAILABLE or __import__("importlib").util.find_spec("tf2_ros") is None,
+                    reason="tf2_ros is not installable from pip wheels here; runs in an apt ROS 2 install")
+def test_extrinsics_from_tf(kitti_001):
+    from tf2_ros import StaticTransformBroadcaster
+
+    with node_process(NODE, "perception_tf", params={"use_tf": True, "cloud_wait_s": 1.0}) as proc, \
+            probe_node() as (node, executor):
+        rig = Rig(node, executor)
+        rig.wait_ready()
+        t, q = kitti_001.calib.T_cam_from_velo.to_translation_quaternion()
+        tf = TransformStamped(child_frame_id="velodyne")
+        tf.header.frame_id = "camera_2_optical"
+        tf.transform.translation.x, tf.transform.translation.y, tf.transform.translation.z = map(float, t)
+        r = tf.transform.rotation
+        r.x, r.y, r.z, r.w = map(float, q)
+        StaticTransformBroadcaster(node).sendTransform(tf)
+        rig.extrinsic = node.create_publisher(TransformStamped, "unused_extrinsic", LATCHED_QOS)
+        rig.send_prompts(kitti_001)
+        out = rig.frame_until_labeled(kitti_001)
+        assert set(np.unique(cloud_to_structured(out)["instance"])) == {0, 1, 2, 3}
+        assert proc.alive()
