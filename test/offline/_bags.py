@@ -9,6 +9,7 @@ PointCloud2 (x, y, z, intensity, ring). Bag time = header stamp.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -16,7 +17,8 @@ import numpy as np
 from rosbags.rosbag2 import StoragePlugin
 
 from samfusion.geometry.transform import RigidTransform
-from samfusion.io.kitti import prompts_from_labels, read_kitti_frame
+from samfusion.io.kitti import KITTI_PROMPT_CLASSES, prompts_from_labels, read_kitti_frame
+from samfusion.pointcloud.kitti_boxes import kitti_box_to_velo, velo_from_rect
 from samfusion.convert.pcd_io import read_nuscenes_bin
 from samfusion.offline import bag_messages as bm
 from samfusion.offline.bags import (CAMERA_INFO, COMPRESSED_IMAGE, IMAGE, POINT_CLOUD, PROMPT, TF_MESSAGE,
@@ -34,8 +36,12 @@ def _ns(stamp: float) -> int:
 
 def write_kitti_bag(path: Path, root: Path, frame_ids: Sequence[str], storage: str = "db3",
                     *, image_offset_s: float = 0.0, period_s: float = 0.1, prompts: bool = True,
-                    tf_static: bool = True) -> list[float]:
-    """Frames ``frame_ids`` (one calibration) at ``period_s``; returns the cloud stamps."""
+                    tf_static: bool = True, click_3d: bool = False) -> list[float]:
+    """Frames ``frame_ids`` (one calibration) at ``period_s``; returns the cloud stamps.
+
+    Prompts: CLEAR, then one ADD per label (ids 1.. as prompts_from_labels gives them) with its
+    2D box, or with ``click_3d`` a single 3D click at the label's 3D box centre in the
+    velodyne frame (the runner projects it into the camera through /tf_static)."""
     store = bag_typestore()
     stamps = []
     with BagWriter(path, STORAGES[storage], store) as out:
@@ -52,10 +58,16 @@ def write_kitti_bag(path: Path, root: Path, frame_ids: Sequence[str], storage: s
             stamps.append(stamp)
             cam_stamp = stamp + image_offset_s
             if prompts:
+                t_velo = velo_from_rect(frame.calib.R0_rect, frame.calib.Tr_velo_to_cam)
+                kept = [lab for lab in frame.labels if lab.type in KITTI_PROMPT_CLASSES]
                 for j, update in enumerate(prompts_from_labels(frame.labels, target=KITTI_CAMERA)):
                     hdr = bm.header(store, stamp - 0.02, "camera_2")
-                    w.write(conns["/prompts"], _ns(stamp - 0.02) + j,
-                            store.serialize_cdr(bm.prompt_message(store, update, hdr), PROMPT))
+                    msg = bm.prompt_message(store, update, hdr)
+                    if click_3d and update.boxes:
+                        centre, _, _ = kitti_box_to_velo(kept[update.object_id - 1], t_velo)
+                        msg = bm.prompt_message(store, replace(update, boxes=()), bm.header(store, stamp - 0.02, "velodyne"),
+                                                np.asarray([centre]), [True])
+                    w.write(conns["/prompts"], _ns(stamp - 0.02) + j, store.serialize_cdr(msg, PROMPT))
             model = frame.calib.camera_model
             info = bm.camera_info_message(store, model, bm.header(store, cam_stamp, "camera_2"))
             w.write(conns["/camera/camera_info"], _ns(cam_stamp) - 1, store.serialize_cdr(info, CAMERA_INFO))
@@ -76,8 +88,8 @@ def write_nuscenes_bag(path: Path, sample: NuscenesSample, storage: str = "db3",
         w = out._writer
         if tf_static:
             tf_conn = w.add_connection("/tf_static", TF_MESSAGE, typestore=store)
-            msg = bm.tf_message(store, [("LIDAR_TOP", c, r.T_cam_from_lidar.inverse()) for c, r in sorted(sample.rigs.items())],
-                                sample.lidar_stamp)
+            edges = [("LIDAR_TOP", c, r.T_cam_from_lidar.inverse()) for c, r in sorted(sample.rigs.items())]
+            msg = bm.tf_message(store, edges, sample.lidar_stamp)
             w.write(tf_conn, _ns(sample.lidar_stamp - 1.0), store.serialize_cdr(msg, TF_MESSAGE))
         for camera, rig in sorted(sample.rigs.items()):
             stamp = sample.camera_stamps[camera] + offsets.get(camera, 0.0)

@@ -158,3 +158,21 @@ def test_rerun_replaces_and_resume_skips(tmp_path: Path, kitti_bags: dict[str, P
     assert second.st_ino != first.st_ino  # a new file took the old one's place
     assert _clouds(out)[0].tobytes() == first_cloud.tobytes()  # same seed, same result
     assert sorted(p.name for p in tmp_path.iterdir()) == ["k0_mcap_samfusion"]
+
+
+def test_3d_click_prompts_from_the_bag_are_projected(tmp_path: Path, kitti_root: Path, capsys) -> None:
+    """Prompt messages holding one 3D click (velodyne frame) per object instead of a 2D box."""
+    bag = tmp_path / "clicks"
+    write_kitti_bag(bag, kitti_root, FRAMES["k12"], "mcap", click_3d=True)
+    assert main(["process", str(bag), "--out", str(tmp_path), "--no-progress", "--json"]) == 0
+    (report,) = json.loads(capsys.readouterr().out).values()
+    assert report["prompts_applied"] == 7 and "bad_prompts" not in report
+    results = [seg for _, seg in read_topic(tmp_path / "clicks_samfusion", "/camera/segmentation")]
+    assert [sorted((o.id, o.label) for o in seg.objects) for seg in results] == [
+        [(1, "Truck"), (2, "Car"), (3, "Cyclist")], [(1, "Misc"), (2, "Car")]]
+    clouds = _clouds(tmp_path / "clicks_samfusion")
+    frame = read_kitti_frame(kitti_root, "000002")
+    acc = {a.label: a for a in kitti_point_accuracy(xyz_array(frame.cloud), clouds[1]["instance"], frame.labels,
+                                                    frame.calib)}
+    # a click at the box centre segments the object: most of what is labeled lies in its box
+    assert acc["Misc"].true_positives > 100 and acc["Misc"].precision > 0.8

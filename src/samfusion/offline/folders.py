@@ -164,7 +164,8 @@ def process_kitti_folder(root: str | Path, output: Path, pipeline: Any, schedule
                     write_pcd(staged / f"{frame_id}_labeled.pcd",
                               add_fields(frame.cloud, label=labels.label, instance=labels.instance, score=labels.score))
                     n_labeled = int(np.count_nonzero(labels.instance))
-                    results.write(json.dumps(frame_record(frame_id, seg, labels.objects, points_labeled=n_labeled)) + "\n")
+                    record = frame_record(frame_id, seg, labels.objects, points_labeled=n_labeled)
+                    results.write(json.dumps(record) + "\n")
                     if label_prompts:
                         acc = kitti_point_accuracy(xyz, labels.instance, frame.labels, frame.calib)
                         accuracy += acc

@@ -162,7 +162,8 @@ def _split(arg: str, n_numbers: Sequence[int], what: str) -> tuple[str, list[flo
             continue
         if len(values) in n_numbers and i <= 1 and len(parts) - i <= 2:
             return (parts[0] if i == 1 else ""), values, (parts[i + 1] if len(parts) > i + 1 else "")
-    raise ConfigError(f"{what} '{arg}': expected [CAMERA:]{'|'.join(map(str, n_numbers))} comma-separated numbers[:LABEL]")
+    counts = " or ".join(map(str, n_numbers))
+    raise ConfigError(f"{what} '{arg}': expected [CAMERA:]<{counts} comma-separated numbers>[:LABEL]")
 
 
 def parse_box_arg(arg: str) -> ScheduledPrompt:
@@ -200,7 +201,8 @@ class PromptSchedule:
     def check_cameras(self, cameras: Sequence[str]) -> None:
         for i, p in enumerate(self.prompts):
             if p.camera and p.camera not in cameras:
-                raise ConfigError(f"prompt {i} targets camera '{p.camera}', which is not an input; cameras: {list(cameras)}")
+                raise ConfigError(f"prompt {i} targets camera '{p.camera}', which is not an input; "
+                                  f"cameras: {list(cameras)}")
 
     def before_frame(self, pipeline: Any, camera: str, frame: int, image_size: tuple[int, int]) -> int:
         """Apply the prompt changes due before ``frame`` of ``camera``; returns how many were applied."""

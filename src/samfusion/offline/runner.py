@@ -207,6 +207,7 @@ class _BagJob:
         self.lidar_frame = ""
         self.held: dict[tuple[str, int], _Held] = {}
         self.pending: list[tuple[list[tuple[str, int]], int, Any]] = []
+        self.waiting_3d: dict[str, list[bytes]] = {}  # 3D-click prompts of cameras without CameraInfo yet
         self.uses: Counter = Counter()
         self.plan: list[dict[str, int]] = []
         self._warned: Counter = Counter()
@@ -257,6 +258,10 @@ class _BagJob:
             self._label_ready()
         for key in list(self.held):  # images no cloud could use any more
             self._write_segmentation(key)
+        for camera, waiting in self.waiting_3d.items():
+            self.stats.counters["bad_prompts"] += len(waiting)
+            print(f"samfusion process: {len(waiting)} prompt(s) for camera '{camera}' were never applied: "
+                  "its 3D clicks need a CameraInfo, and none came", file=sys.stderr)
 
     def _guard(self, counter: str, fn: Any, *args: Any) -> Any:
         try:
@@ -276,10 +281,8 @@ class _BagJob:
 
         msg = self.reader.deserialize(raw, "sensor_msgs/msg/CameraInfo")
         model = camera_info_to_model(msg)
-        self.frames[camera] = str(msg.header.frame_id) or model.frame_id
-        current = self.pipeline.camera(camera).model
-        if current is None or current.image_size != model.image_size or not np.array_equal(current.K, model.K):
-            self.pipeline.set_camera_model(camera, model)
+        self.frames[camera] = str(msg.header.frame_id).lstrip("/") or model.frame_id
+        self.pipeline.set_camera_model(camera, model)
         self.stats.counters["camera_infos"] += 1
 
     def _on_prompt(self, raw: bytes) -> None:
@@ -287,8 +290,16 @@ class _BagJob:
 
         msg = self.reader.deserialize(raw, "sam_fusion/msg/Prompt")
         update = prompt_from_message(msg)
+        stream = self.pipeline.cameras.get(update.target)
+        if stream is not None and (self.waiting_3d.get(update.target) or (len(msg.points_3d) and stream.model is None)):
+            # 3D clicks wait for the camera's CameraInfo; later prompts to that camera keep their order
+            self.waiting_3d.setdefault(update.target, []).append(raw)
+            return
         if len(msg.points_3d):
             update = self._project_3d_points(update, msg)
+        self._apply(update)
+
+    def _apply(self, update: Any) -> None:
         sizes = {c: s.model.image_size for c, s in self.pipeline.cameras.items() if s.model is not None}
         self.pipeline.apply_prompt(update, sizes)
         self.stats.counters["prompts_applied"] += 1
@@ -340,6 +351,9 @@ class _BagJob:
         from samfusion.offline.bag_messages import image_message
         from samfusion.pipeline.overlay import render_overlay
 
+        if self.pipeline.camera(camera).model is not None:
+            for prompt in self.waiting_3d.pop(camera, []):
+                self._guard("bad_prompts", self._on_prompt, prompt)
         msg = self.reader.deserialize(raw, msgtype)
         rgb = image_to_rgb(msg) if msgtype.endswith("/Image") else compressed_to_rgb(msg)
         size = (rgb.shape[1], rgb.shape[0])
@@ -455,10 +469,9 @@ def process_bag(source: str | Path, output: Path, pipeline: Any, *, cameras: Seq
     with BagReader(source) as reader:
         selection = select_topics(reader.topic_types, cameras=cameras, lidar=lidar, prompts=prompt_topics)
         names = [c.name for c in selection.cameras]
-        unknown = sorted(set(options.time_offsets) - set(names))
-        if unknown or (extrinsics and set(extrinsics) - set(names)):
-            raise ConfigError(f"time offsets / extrinsics name camera(s) {unknown or sorted(set(extrinsics or {}) - set(names))} "
-                              f"that are not inputs; cameras: {names}")
+        unknown = sorted((set(options.time_offsets) | set(extrinsics or {})) - set(names))
+        if unknown:
+            raise ConfigError(f"time offsets / extrinsics name camera(s) {unknown} that are not inputs; cameras: {names}")
         schedule = schedule or PromptSchedule()
         schedule.check_cameras(names)
         for name in names:
