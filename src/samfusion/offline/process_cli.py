@@ -25,7 +25,7 @@ _FLAT_EXTRAS = ("max_skew_s", "extrinsics_file", "extrinsics_format")
 def add_process_parser(subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(
         "process", help="run the perception pipeline over bags, KITTI folders or image folders",
-        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__.splitlines()[0].replace("``", ""), formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="camera names default to the image topic without /image_raw[/compressed]; "
                "prompt syntax: --box [CAM:]x0,y0,x1,y1[:LABEL], --point [CAM:]x,y[,0|1][:LABEL], "
                "--concept [CAM:]TEXT")
@@ -41,15 +41,17 @@ def add_process_parser(subparsers: Any) -> argparse.ArgumentParser:
     out.add_argument("--json", action="store_true", help="print the per-input counters as JSON")
     model = p.add_argument_group("pipeline")
     model.add_argument("--config", default="", help="YAML of perception parameters (flat, or a ROS params file)")
-    model.add_argument("--backend", default=None)
-    model.add_argument("--checkpoint", default=None)
-    model.add_argument("--device", default=None)
+    model.add_argument("--backend", default=None, help="classical, sam2, sam3 or sam3_tracker (default: classical)")
+    model.add_argument("--checkpoint", default=None, help="SAM checkpoint directory or cached hub id")
+    model.add_argument("--device", default=None, help="cpu, cuda or cuda:N")
     model.add_argument("--no-cleanup", action="store_true", help="skip the 3D instance cleanup")
     model.add_argument("--seed", type=int, default=0, help="OpenCV RNG seed for reproducible runs (-1: none)")
     topics = p.add_argument_group("bag topics")
-    topics.add_argument("--camera", action="append", default=[], metavar="NAME=TOPIC[,INFO]")
-    topics.add_argument("--lidar", default=None, metavar="TOPIC")
-    topics.add_argument("--prompt-topic", action="append", default=None, metavar="TOPIC")
+    topics.add_argument("--camera", action="append", default=[], metavar="NAME=TOPIC[,INFO]",
+                        help="a camera's image topic (and CameraInfo topic); default: every image topic")
+    topics.add_argument("--lidar", default=None, metavar="TOPIC", help="PointCloud2 topic (default: the only one)")
+    topics.add_argument("--prompt-topic", action="append", default=None, metavar="TOPIC",
+                        help="sam_fusion/Prompt topic (default: every one)")
     topics.add_argument("--no-bag-prompts", action="store_true", help="ignore Prompt messages in the bag")
     calib = p.add_argument_group("calibration and time")
     calib.add_argument("--extrinsics", default=None, help="KITTI calib txt, nuScenes calib.json or OpenCalib json")
