@@ -106,11 +106,19 @@ def test_camera_off_by_more_than_max_skew_is_not_paired(tmp_path: Path, nu_sampl
     cloud = _cloud(tmp_path / "a" / "late_samfusion")
     counts = {i: int(np.count_nonzero(cloud["instance"] == i)) for i in (19, 45, 66)}
     assert counts[45] == counts[66] == 0 and counts[19] > 0  # the truck still comes from CAM_FRONT_LEFT
-    assert main(base + ["--out", str(tmp_path / "b"), "--time-offset", "CAM_FRONT=-1.0"]) == 0
+    assert main(base + ["--out", str(tmp_path / "b"), "--time-offset", "CAM_FRONT=1.0"]) == 0
     assert _report(capsys)["unpaired"] == {}
     fixed = _cloud(tmp_path / "b" / "late_samfusion")
     fixed_counts = {i: int(np.count_nonzero(fixed["instance"] == i)) for i in (19, 45, 66)}
     assert fixed_counts[45] > 0 and fixed_counts[66] > 0 and fixed_counts[19] > counts[19]
+    # the same offset from a node parameter file (time_offsets_s in camera_names order)
+    names = sorted(nu_sample.rigs)
+    params = tmp_path / "perception.yaml"
+    params.write_text(yaml.safe_dump({"/**": {"ros__parameters": {
+        "camera_names": names, "time_offsets_s": [1.0 if n == "CAM_FRONT" else 0.0 for n in names]}}}))
+    assert main(base + ["--out", str(tmp_path / "c"), "--config", str(params)]) == 0
+    assert _report(capsys)["unpaired"] == {}
+    assert _cloud(tmp_path / "c" / "late_samfusion").tobytes() == fixed.tobytes()
 
 
 def test_cloud_without_any_image_in_range_is_written_unlabeled(tmp_path: Path, nu_sample, capsys) -> None:

@@ -19,11 +19,11 @@ def test_plan_pairs_nearest_within_skew_with_offsets() -> None:
     clouds = [0.03125, 0.1875, 0.34375, 0.75]
     # a: 0.1875 is 0.0625 from both 0.125 and 0.25 (a tie, the earlier wins); 0.75 has nothing in range
     assert plan_pairs(images, clouds, 0.0625) == [{"a": 0}, {"a": 1}, {"a": 3}, {}]
-    # b's clock runs 1 s ahead: with its offset it pairs like a
-    assert plan_pairs(images, clouds, 0.0625, {"b": -1.0}) == [{"a": 0, "b": 0}, {"a": 1, "b": 1},
+    # b's stamps are 1 s late (camera minus LiDAR = +1 s): with that offset it pairs like a
+    assert plan_pairs(images, clouds, 0.0625, {"b": 1.0}) == [{"a": 0, "b": 0}, {"a": 1, "b": 1},
                                                                {"a": 3, "b": 2}, {}]
-    assert plan_pairs(images, clouds, 0.0, {"b": -1.0}) == [{}, {"b": 1}, {}, {}]
-    assert plan_pairs(images, clouds, 0.03, {"b": -1.0}) == [{}, {"b": 1}, {}, {}]
+    assert plan_pairs(images, clouds, 0.0, {"b": 1.0}) == [{}, {"b": 1}, {}, {}]
+    assert plan_pairs(images, clouds, 0.03, {"b": 1.0}) == [{}, {"b": 1}, {}, {}]
     assert plan_pairs({"a": []}, clouds, 1.0) == [{}, {}, {}, {}]
 
 

@@ -59,7 +59,8 @@ def add_process_parser(subparsers: Any) -> argparse.ArgumentParser:
     calib.add_argument("--extrinsic", action="append", default=[], metavar="NAME=x,y,z,qx,qy,qz,qw",
                        help="T_camera_from_lidar of one camera")
     calib.add_argument("--time-offset", action="append", default=[], metavar="NAME=SECONDS",
-                       help="added to that camera's stamps before pairing")
+                       help="expected camera stamp minus LiDAR stamp, removed before pairing "
+                            "(as the node's time_offsets_s)")
     calib.add_argument("--max-skew", type=float, default=None, help="largest |image - cloud| time for pairing (s)")
     prompts = p.add_argument_group("prompts")
     prompts.add_argument("--prompts", default="", help="YAML prompts file")
@@ -113,6 +114,17 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
             raise ConfigError(f"{what} '{item}': expected NAME=VALUE")
         out[name.strip()] = value.strip()
     return out
+
+
+def _config_offsets(flat: dict[str, Any]) -> dict[str, float]:
+    """The node parameters time_offsets_s (camera_names order) as camera -> seconds."""
+    values = list(flat.get("time_offsets_s") or [])
+    if not values:
+        return {}
+    names = list(flat.get("camera_names") or [])
+    if len(names) != len(values):
+        raise ConfigError(f"config: time_offsets_s has {len(values)} values for camera_names {names}")
+    return {str(n): float(v) for n, v in zip(names, values)}
 
 
 def _schedule(args: argparse.Namespace) -> Any:
@@ -192,7 +204,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.no_cleanup:
         flat["cleanup"] = False
     config = perception_config_from_flat(flat)
-    offsets = {}
+    offsets = _config_offsets(flat)
     for name, value in _pairs(args.time_offset, "--time-offset").items():
         try:
             offsets[name] = float(value)

@@ -2,7 +2,7 @@
 
 Same core as the perception node (:class:`PerceptionPipeline`), different scheduling: offline
 nothing is dropped. Pass 1 reads only header stamps and pairs each cloud with, per camera, the
-image nearest in time (image stamp + the camera's time offset) within ``max_skew_s``
+image nearest in time (image stamp minus the camera's time offset) within ``max_skew_s``
 (:func:`plan_pairs`). Pass 2 copies every input message to the output, segments every image in
 order (prompts from the bag and from the schedule applied as they come), labels each cloud
 once its paired images are segmented, and writes:
@@ -49,7 +49,8 @@ class RunOptions:
     """How a bag is processed (the pipeline's own settings live in PerceptionConfig)."""
 
     max_skew_s: float = 0.05
-    time_offsets: Mapping[str, float] = field(default_factory=dict)  # camera -> seconds added to its stamps
+    # camera -> expected camera stamp minus LiDAR stamp (s), removed before pairing (the node's time_offsets_s)
+    time_offsets: Mapping[str, float] = field(default_factory=dict)
     overlays: bool = True
     output_prefix: str = ""
     seed: int | None = 0  # OpenCV's RNG seed (GrabCut in the classical backend); None = leave it
@@ -154,14 +155,15 @@ def plan_pairs(image_stamps: Mapping[str, Sequence[float]], cloud_stamps: Sequen
                time_offsets: Mapping[str, float] | None = None) -> list[dict[str, int]]:
     """For each cloud: camera -> index of its image nearest in time within ``max_skew_s``.
 
-    Image stamps are shifted by the camera's offset first; ties go to the earlier image;
+    Each camera's offset (expected camera stamp minus LiDAR stamp) is subtracted from its image
+    stamps first, as the perception node does with ``time_offsets_s``; ties go to the earlier image;
     cameras without an image in range are absent from the cloud's dict.
     """
     offsets = time_offsets or {}
     clouds = np.asarray(cloud_stamps, dtype=np.float64)
     plans: list[dict[str, int]] = [{} for _ in range(len(clouds))]
     for camera, stamps in image_stamps.items():
-        shifted = np.asarray(stamps, dtype=np.float64) + float(offsets.get(camera, 0.0))
+        shifted = np.asarray(stamps, dtype=np.float64) - float(offsets.get(camera, 0.0))
         if shifted.size == 0:
             continue
         order = np.argsort(shifted, kind="stable")
