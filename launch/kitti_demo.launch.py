@@ -54,7 +54,7 @@ def generate_launch_description():  # noqa: ANN201 - launch's own entry point
         return [
             node_action(values, PLAYER_PARAMS, executable=PLAYER_EXECUTABLE, skip=("params_file",)),
             node_action(values, PERCEPTION_PARAMS, executable=PERCEPTION_EXECUTABLE),
-            rviz_node(values["rviz_config"], values),
+            *rviz_node(values["rviz_config"], values),
         ]
 
     return LaunchDescription([*declare(ARGUMENTS), deferred(setup)])

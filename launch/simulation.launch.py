@@ -54,7 +54,7 @@ def generate_launch_description():  # noqa: ANN201 - launch's own entry point
                 PathJoinSubstitution([FindPackageShare(GZ_SIM_PACKAGE), "launch", GZ_SIM_LAUNCH])),
             launch_arguments={"gz_args": gz_args, "on_exit_shutdown": "true"}.items())
         bridge = Node(package=BRIDGE_PACKAGE, executable=BRIDGE_EXECUTABLE,
-                      namespace=LaunchConfiguration("namespace", default=""),
+                      namespace=LaunchConfiguration("namespace", default="").perform(context) or None,
                       parameters=[{"config_file": values["bridge_config"], "use_sim_time": True}],
                       output="screen")
         return [include, bridge]

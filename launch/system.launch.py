@@ -62,7 +62,7 @@ def generate_launch_description():  # noqa: ANN201 - launch's own entry point
         return [
             node_action(perception, PERCEPTION_PARAMS, executable=PERCEPTION_EXECUTABLE),
             node_action(fusion, FUSION_PARAMS, executable=FUSION_EXECUTABLE),
-            rviz_node(perception["rviz_config"], perception),
+            *rviz_node(perception["rviz_config"], perception),
         ]
 
     return LaunchDescription([*declare(ARGUMENTS), deferred(setup)])

@@ -191,3 +191,22 @@ def test_generate_launch_description_declares_the_arguments(name: str) -> None: 
         assert declared[arg_name].description == arg.description
         default = "".join(s.perform(None) for s in declared[arg_name].default_value)
         assert default == arg.default
+
+
+@pytest.mark.skipif(launch_missing_reason() is not None, reason=launch_missing_reason() or "")
+def test_perception_setup_builds_the_node_and_refuses_bad_values() -> None:  # pragma: no cover
+    from launch import LaunchContext
+    from launch.actions import OpaqueFunction
+
+    from samfusion.launch_args import LaunchArgumentError
+
+    module = load("perception")
+    description = module.generate_launch_description()
+    (setup,) = [e for e in description.entities if isinstance(e, OpaqueFunction)]
+    context = LaunchContext()
+    context.launch_configurations.update({a.name: a.default for a in module.ARGUMENTS})
+    (node,) = setup.execute(context)
+    assert (node.node_package, node.node_executable) == ("sam_fusion", "perception_node")
+    context.launch_configurations["score_threshold"] = "2.0"
+    with pytest.raises(LaunchArgumentError, match="score_threshold"):
+        setup.execute(context)

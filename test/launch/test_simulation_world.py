@@ -179,3 +179,9 @@ def test_frames_on_the_ros_side() -> None:
     assert lidar.findtext("gz_frame_id") == "velodyne"
     assert camera.findtext("camera/optical_frame_id") == "camera_optical"  # image + camera_info
     assert sim_params()["camera_names"] == perception_defaults()["camera_names"]
+
+
+def test_simulation_docs_quote_the_same_extrinsic() -> None:
+    docs = (REPO_ROOT / "docs" / "simulation.md").read_text()
+    line = next(l for l in docs.splitlines() if l.startswith("extrinsics: ["))
+    assert yaml.safe_load(line)["extrinsics"] == sim_params()["extrinsics"]

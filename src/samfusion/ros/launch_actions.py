@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping, Sequence
 
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.conditions import IfCondition
 from launch.launch_context import LaunchContext
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
@@ -42,7 +41,7 @@ def node_action(values: Mapping[str, str], specs: Sequence[Any], executable: str
     """A Node whose parameters, namespace, log level and remappings come from ``values``."""
     values = {k: v for k, v in values.items() if k not in set(skip)}
     settings = node_settings(specs, values)
-    return Node(package=package, executable=executable, namespace=settings.namespace,
+    return Node(package=package, executable=executable, namespace=settings.namespace or None,
                 parameters=settings.parameters, ros_arguments=settings.ros_arguments,
                 remappings=settings.remappings, output="screen", emulate_tty=True)
 
@@ -52,10 +51,12 @@ def deferred(function: Any) -> OpaqueFunction:
     return OpaqueFunction(function=function)
 
 
-def rviz_node(config: str, values: Mapping[str, str]) -> Node:
-    """rviz2 with ``config``, in the nodes' namespace (relative topics), when ``rviz`` is true."""
-    return Node(package="rviz2", executable="rviz2", arguments=["-d", config],
-                namespace=values.get("namespace", ""),
-                parameters=[{"use_sim_time": parse_bool(values.get("use_sim_time", "false"))}],
-                condition=IfCondition("true" if parse_bool(values.get("rviz", "false")) else "false"),
-                output="screen")
+def rviz_node(config: str, values: Mapping[str, str]) -> list[Node]:
+    """rviz2 with ``config`` in the nodes' namespace (its topics are relative), or nothing when
+    the ``rviz`` argument is false."""
+    if not parse_bool(values.get("rviz", "false"), "rviz"):
+        return []
+    return [Node(package="rviz2", executable="rviz2", arguments=["-d", config],
+                 namespace=values.get("namespace", "").strip() or None,
+                 parameters=[{"use_sim_time": parse_bool(values.get("use_sim_time", "false"))}],
+                 output="screen")]
