@@ -129,12 +129,18 @@ def probe_node(name: str = "test_probe") -> Iterator[tuple[Node, SingleThreadedE
 
 def spin_until(executor: SingleThreadedExecutor, predicate: Callable[[], bool],
                timeout: float = 20.0) -> bool:
-    """Spin until ``predicate()`` is true or ``timeout`` seconds pass; returns the predicate."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Spin until ``predicate()`` is true or ``timeout`` seconds pass; returns the predicate.
+
+    The wait also needs ``timeout / 0.05`` spins, so a jump of the machine clock (suspended VMs)
+    cannot cut it short.
+    """
+    start = time.monotonic()
+    spins = 0
+    while time.monotonic() - start < timeout or spins < timeout * 20:
         if predicate():
             return True
         executor.spin_once(timeout_sec=0.05)
+        spins += 1
     return bool(predicate())
 
 

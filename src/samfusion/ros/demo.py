@@ -79,6 +79,19 @@ class Recorder(Node):
         return len(done) >= expected
 
 
+def _spin_until(node: Node, done: Any, seconds: float) -> bool:
+    """Spin until ``done()`` or ``seconds`` pass; also require that many 0.1 s spins, so a jump of
+    the machine's clock (seen on suspended VMs) cannot end the wait early."""
+    start = time.monotonic()
+    spins = 0
+    while not done():
+        if time.monotonic() - start > seconds and spins > seconds * 10:
+            return False
+        rclpy.spin_once(node, timeout_sec=0.1)
+        spins += 1
+    return True
+
+
 def _start(module: str, params: dict[str, Any], log: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", module, "--ros-args"]
     for key, value in params.items():
@@ -161,19 +174,17 @@ def main(argv: list[str] | None = None) -> int:
     rec = Recorder("camera")
     player = None
     try:
-        deadline = time.monotonic() + args.timeout
-        while rec.cloud_sub.get_publisher_count() < 1 and time.monotonic() < deadline:
+        def node_up() -> bool:
             if perception.poll() is not None:
                 raise RuntimeError(f"perception node exited; see {out / 'perception_node.log'}")
-            rclpy.spin_once(rec, timeout_sec=0.1)
+            return rec.cloud_sub.get_publisher_count() >= 1
+
+        _spin_until(rec, node_up, args.timeout)
         player = _start("samfusion.ros.kitti_player", {"data_dir": data_dir, "rate_hz": args.rate},
                         out / "kitti_player.log")
         expected = len({p.stem for p in (Path(data_dir) / "image_2").glob("*.png")})
-        while not rec.complete(expected) and time.monotonic() < deadline:
-            rclpy.spin_once(rec, timeout_sec=0.1)
-        end = time.monotonic() + 1.5  # the result re-published with 3D fields follows the cloud
-        while time.monotonic() < end:
-            rclpy.spin_once(rec, timeout_sec=0.1)
+        _spin_until(rec, lambda: rec.complete(expected), args.timeout)
+        _spin_until(rec, lambda: False, 1.5)  # the result re-published with 3D fields follows the cloud
         if not rec.complete(expected):
             print(f"demo: timed out; got {len(rec.clouds)} labeled clouds of {expected} frames; "
                   f"logs in {out}", file=sys.stderr)
