@@ -3,6 +3,8 @@
 In a ROS 2 workspace the package is built by colcon through CMakeLists.txt instead; this file
 serves `pip install .` for offline processing, the pure core and the LLM fusion client.
 """
+from glob import glob
+
 from setuptools import find_packages, setup
 
 setup(
@@ -14,6 +16,8 @@ setup(
     package_dir={"": "src"},
     packages=find_packages("src"),
     package_data={"samfusion": ["py.typed"]},
+    # The interface definitions, for reading and writing bags with our message types offline.
+    data_files=[("share/sam_fusion/msg", glob("msg/*.msg")), ("share/sam_fusion/srv", glob("srv/*.srv"))],
     install_requires=[
         "numpy>=1.24",
         "opencv-python-headless>=4.8",

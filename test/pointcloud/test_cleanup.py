@@ -65,7 +65,7 @@ def test_bleed_on_ground_and_wall_is_removed(backend, slope_deg):
 
 def test_height_rule_and_no_ground():
     pts, instance, kind = _scene()
-    cfg = CleanupConfig(ground="height", ground_z_m=-1.7, method="none")
+    cfg = CleanupConfig(ground="height", ground_z_m=-1.7, ground_tolerance_m=0.1, method="none")
     out = clean_instances(pts, instance, None, cfg)
     assert (out[kind == 0] == 0).all()
     assert (out[kind == 2] == 5).sum() == (instance[kind == 2] == 5).sum() - ((kind == 2) & (pts[:, 2] < -1.6) & (instance == 5)).sum()
@@ -243,7 +243,7 @@ def test_real_kitti_precision_rises_recall_holds(kitti_labelled, backend):
     p1, r1 = _micro(frames, cleaned)
     assert (round(p0, 3), r0) == (0.482, 1.0)  # box masks: half the painted points are bleed
     assert p1 == pytest.approx(0.736, abs=0.01)
-    assert r1 == pytest.approx(0.983, abs=0.005) and r0 - r1 < 0.02
+    assert r1 == pytest.approx(0.993, abs=0.005) and r0 - r1 < 0.02  # ground_tolerance_m 0.05 keeps car sills
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -252,6 +252,8 @@ def test_real_nuscenes_precision_rises(nuscenes_labelled, backend):
     p0, r0 = _micro([f], [f.instance])
     p1, r1 = _micro([f], [clean_instances(f.xyz, f.instance, f.depth, CleanupConfig(backend=backend))])
     assert (round(p0, 3), round(r0, 3)) == (0.481, 0.831)
-    assert p1 == pytest.approx(0.828, abs=0.01)
+    # Box masks paint the ground inside each box; with the 5 cm ground tolerance (chosen on KITTI's
+    # real masks, docs/accuracy.md) more of it survives than with 10 cm (0.828 then).
+    assert p1 == pytest.approx(0.726, abs=0.01)
     # The 32-beam sweep splits sparse objects; box masks cost some recall here.
     assert r1 == pytest.approx(0.772, abs=0.01)

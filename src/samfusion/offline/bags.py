@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import struct
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -63,6 +64,7 @@ def find_msg_dir() -> Path:
     if os.environ.get("SAMFUSION_MSG_DIR"):
         candidates.append(Path(os.environ["SAMFUSION_MSG_DIR"]))
     candidates.append(Path(__file__).resolve().parents[3] / "msg")
+    candidates.append(Path(sys.prefix) / "share" / "sam_fusion" / "msg")  # pip install (setup.py data_files)
     for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
         if prefix:
             candidates.append(Path(prefix) / "share" / "sam_fusion" / "msg")

@@ -191,6 +191,7 @@ class PerceptionPipeline:
         for inst in step.instances:
             self.labels.id_for(inst.label)
         id_image = instances_to_id_image(step.instances, height, width)
+        _clip_to_visible(step.instances, id_image)
         return FrameSegmentation(camera=name, stamp=stamp, instances=step.instances,
                                  id_image=id_image, frames_lost=step.frames_lost,
                                  inference_ms=elapsed_ms, rejected_prompts=step.rejected)
@@ -262,6 +263,17 @@ class PerceptionPipeline:
         return CloudLabeling(instance=instance, label=label, score=score, camera_index=camera_index,
                              cameras=[s.camera for s in segmentations], objects=objects,
                              raw_instance=np.asarray(raw, dtype=np.uint32))
+
+
+def _clip_to_visible(instances: Sequence[Instance], id_image: np.ndarray) -> None:
+    """Where masks overlap the higher score owns the pixel: shrink the others' masks to what they
+    own in the id image, so areas, boxes and the id image agree. One bincount finds them."""
+    if len(instances) < 2:
+        return
+    counts = np.bincount(id_image.ravel(), minlength=int(id_image.max()) + 1)
+    for inst in instances:
+        if inst.instance_id < counts.size and counts[inst.instance_id] != inst.area:
+            inst.mask = id_image == inst.instance_id
 
 
 # Flat keys shared by the node's parameters and the offline YAML / CLI.

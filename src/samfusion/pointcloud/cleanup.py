@@ -106,7 +106,7 @@ class CleanupConfig:
     keep_linked_noise: bool = True  # DBSCAN noise linked to the kept cluster keeps the id too
     keep_sparse: bool = True  # instances without any cluster keep their points
     ground: GroundMethod = GroundMethod.PLANE
-    ground_tolerance_m: float = 0.1  # points lower than this above the ground are ground
+    ground_tolerance_m: float = 0.05  # points lower than this above the ground are ground (0.1 ate car sills on KITTI)
     ground_z_m: float = -1.73  # "height": ground height in the cloud frame (KITTI: -1.73)
     ground_search_m: float = 3.0  # "plane": margin around the footprint searched for ground
     max_ground_tilt_deg: float = 12.0  # "plane": steeper planes are not ground

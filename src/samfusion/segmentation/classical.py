@@ -158,6 +158,9 @@ def _grabcut(bgr: np.ndarray, seeds: np.ndarray, iterations: int) -> np.ndarray:
     gc = np.choose(seeds, [cv2.GC_BGD, cv2.GC_PR_FGD, cv2.GC_FGD]).astype(np.uint8)
     if not (np.any(seeds == 0) and np.any(seeds > 0)):
         return seeds > 0
+    # GrabCut's k-means start draws from OpenCV's per-thread RNG: seed it so the same input gives
+    # the same mask in every process and thread (node, offline command, tests).
+    cv2.setRNGSeed(0)
     bgd = np.zeros((1, 65), np.float64)
     fgd = np.zeros((1, 65), np.float64)
     cv2.grabCut(bgr, gc, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
