@@ -54,7 +54,7 @@ def points_3d_from_msg(msg: object) -> tuple[np.ndarray, np.ndarray]:
 
 
 def segmentation_to_msg(seg: FrameSegmentation, header: Header, backend: str,
-                        objects3d: Sequence[Object3D] = ()) -> SegmentationResult:
+                        objects3d: Sequence[Object3D] = (), cloud_header: Header | None = None) -> SegmentationResult:
     """A SegmentationResult with the mono16 id image and one ObjectInstance per instance."""
     by_id = {o.instance_id: o for o in objects3d}
     out = SegmentationResult()
@@ -63,6 +63,8 @@ def segmentation_to_msg(seg: FrameSegmentation, header: Header, backend: str,
     out.backend = backend
     out.inference_ms = float(seg.inference_ms)
     out.instance_ids = numpy_to_image(seg.id_image, "mono16", Image, header)
+    if cloud_header is not None:
+        out.cloud_header = cloud_header
     for inst in seg.instances:
         obj = ObjectInstance()
         obj.id = int(inst.instance_id)

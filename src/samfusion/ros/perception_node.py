@@ -134,6 +134,7 @@ class PerceptionNode(Node):
         self._cloud_pub = self.create_publisher(PointCloud2, self.params["labeled_cloud_topic"], RESULT_QOS)
         self._marker_pub = self.create_publisher(MarkerArray, self.params["markers_topic"], RESULT_QOS)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", RESULT_QOS)
+        self._detections = self._make_detection_publishers() if self.params["publish_detections"] else None
         self.create_timer(1.0, self._publish_diagnostics, callback_group=group)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
@@ -421,11 +422,11 @@ class PerceptionNode(Node):
         msg = item.value
         try:
             rgb = image_to_rgb(msg) if isinstance(msg, Image) else compressed_to_rgb(msg)
-            self._image_sizes[name] = (rgb.shape[1], rgb.shape[0])
             model = self.pipeline.camera(name).model
             if model is not None and model.image_size != (rgb.shape[1], rgb.shape[0]):
                 self.pipeline.set_camera_model(name, model.resized_to(rgb.shape[1], rgb.shape[0]))
             seg = self.pipeline.segment(name, rgb, item.stamp)
+            self._image_sizes[name] = (rgb.shape[1], rgb.shape[0])  # only sizes of usable images
         except SamFusionError as exc:
             self._reject("bad_image", f"camera '{name}': {exc}")
             return
@@ -502,7 +503,9 @@ class PerceptionNode(Node):
         for seg in segs:  # results again, now with the 3D part
             header = self._seg_headers.get(id(seg), msg.header)
             self._seg_pubs[seg.camera].publish(
-                segmentation_to_msg(seg, header, self.pipeline.backend.name, labels.objects))
+                segmentation_to_msg(seg, header, self.pipeline.backend.name, labels.objects, msg.header))
+            if self._detections is not None:
+                self._publish_detections(seg, header, labels.objects, msg.header)
         self.counters["clouds_labeled"] += 1
         self._latency_ms.append((time.perf_counter() - start) * 1e3)
 
@@ -535,6 +538,39 @@ class PerceptionNode(Node):
             xyz, np.where(take, result.labels.raw_instance, camera_labels.raw_instance).astype(np.uint32),
             segs + [seg])
         return merged
+
+    def _make_detection_publishers(self) -> dict[str, Any] | None:
+        """vision_msgs Detection2DArray per camera and Detection3DArray, when vision_msgs exists."""
+        from samfusion.ros.vision_detections import vision_msgs_available
+
+        if not vision_msgs_available():
+            self.get_logger().warning("publish_detections: vision_msgs is not installed "
+                                      "(apt install ros-$ROS_DISTRO-vision-msgs); not publishing detections")
+            return None
+        from vision_msgs.msg import Detection2DArray, Detection3DArray
+
+        pubs: dict[str, Any] = {"3d": self.create_publisher(Detection3DArray, "detections_3d", RESULT_QOS)}
+        for name in self.camera_names:
+            pubs[name] = self.create_publisher(Detection2DArray, f"{name}/detections", RESULT_QOS)
+        return pubs
+
+    def _publish_detections(self, seg: FrameSegmentation, header: Header, objects: Any,
+                            cloud_header: Header) -> None:
+        from samfusion.ros.vision_detections import detection2d_array_msg, detection3d_array_msg
+        from samfusion.vision_msgs_conversion import (
+            detection_2d_array,
+            detection_3d_array,
+            header_dict,
+            objects_from_frame,
+        )
+
+        detected = objects_from_frame(seg.instances, objects, seg.frames_lost)
+        if seg.camera in self._detections:
+            self._detections[seg.camera].publish(detection2d_array_msg(detection_2d_array(
+                detected, header_dict(header.stamp, header.frame_id))))
+        self._detections["3d"].publish(detection3d_array_msg(detection_3d_array(
+            [d for d in detected if d.center_3d is not None],
+            header_dict(cloud_header.stamp, cloud_header.frame_id))))
 
     # ---- diagnostics -----------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:

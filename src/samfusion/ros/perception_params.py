@@ -20,6 +20,9 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("labeled_cloud_topic", "points_labeled", "PointCloud2 output: input fields plus "
               "label (uint16), instance (uint32), score (float32)"),
     ParamSpec("markers_topic", "objects", "visualization_msgs/MarkerArray output (3D boxes, centroids, text)"),
+    ParamSpec("publish_detections", True, "Also publish vision_msgs Detection2DArray on "
+              "<name>/detections and Detection3DArray on detections_3d (when vision_msgs is installed)",
+              kind=bool),
     ParamSpec("publish_overlay", True, "Publish <name>/overlay images (masks over the camera image)", kind=bool),
     # --- LiDAR-only segmentation (range image) ---
     ParamSpec("range_stream", "", "Name of a LiDAR-only stream (e.g. lidar): every cloud is also rendered "
