@@ -145,6 +145,7 @@ def test_labels_a_real_kitti_frame_over_dds(kitti_001):
                                          and r.objects[0].point_count > 0 for r in rig.results), 5.0)
         result = next(r for r in rig.results if r.header.stamp == out.header.stamp and r.objects[0].point_count)
         assert result.header.frame_id == "camera_2_optical"
+        assert (result.cloud_header.frame_id, result.cloud_header.stamp) == ("velodyne", out.header.stamp)
         assert [o.id for o in result.objects] == [1, 2, 3]
         assert [o.label for o in result.objects] == ["Truck", "Car", "Cyclist"]
         assert (result.instance_ids.encoding, result.instance_ids.width, result.instance_ids.height) == \
