@@ -36,6 +36,8 @@ import sys
 import time
 from pathlib import Path
 
+from benchlib import cpu_model
+
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,14 +55,6 @@ from samfusion.pointcloud.range_image import (  # noqa: E402
 )
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def timeit(fn, repeat: int) -> tuple[float, float]:

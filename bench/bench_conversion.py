@@ -32,6 +32,8 @@ import struct
 import sys
 import time
 from pathlib import Path
+
+from benchlib import cpu_model
 from types import SimpleNamespace
 
 import numpy as np
@@ -55,14 +57,6 @@ def Msg(**kw):  # noqa: N802
     return SimpleNamespace(**kw)
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def timeit(fn, repeat: int) -> tuple[float, float]:

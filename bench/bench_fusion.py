@@ -40,6 +40,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from benchlib import cpu_model
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
@@ -219,14 +221,6 @@ async def run_bench(base_url: str, concurrency: int, rounds: int, library: str) 
 
 
 # ---------------------------------------------------------------------------- report
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def report(data: dict[str, Any], args: argparse.Namespace, wall_s: float) -> str:
