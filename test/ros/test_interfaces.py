@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ros_harness import ROS_AVAILABLE, requires_ros
+from ros_harness import requires_ros
 
 pytestmark = [requires_ros, pytest.mark.ros]
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import os
-import sys
 import threading
 import time
 from collections import Counter
@@ -25,10 +24,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from sam_fusion.msg import ModelCandidate, Prompt, SegmentationResult
 from sam_fusion.srv import FusionQuery
@@ -43,6 +40,7 @@ from samfusion.fusion.result import FusionRequest, FusionResult
 from samfusion.fusion.scene import summarize_scene
 from samfusion.fusion.secrets import DEFAULT_KEY_ENV, ApiKey, RedactingFilter, load_api_key, redact
 from samfusion.ros.params import ParamSpec, check_changes, declare_parameters
+from samfusion.ros.runtime import spin_node
 from samfusion.ros.qos import PROMPT_QOS, RESULT_QOS
 
 __all__ = ["FUSION_PARAMS", "FusionNode", "fill_response", "segmentation_objects", "main"]
@@ -327,26 +325,7 @@ class FusionNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node: FusionNode | None = None
-    code = 0
-    try:
-        node = FusionNode()
-        executor = MultiThreadedExecutor(num_threads=int(node.params["max_concurrent"]) + 2)
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (SamFusionError, ValueError) as exc:  # configuration: pools file, key, parameters
-        print(f"sam_fusion fusion node: {exc}", file=sys.stderr)
-        code = 2
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    if code:
-        sys.exit(code)
+    spin_node(FusionNode, args, threads=lambda node: int(node.params["max_concurrent"]) + 2)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,9 @@ from collections import Counter, deque
 from typing import Any
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import TransformStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
@@ -52,6 +50,7 @@ from samfusion.ros.adapters import (
 from samfusion.ros.params import check_changes, declare_parameters
 from samfusion.ros.perception_params import LIVE_PARAMS, PERCEPTION_PARAMS
 from samfusion.ros.qos import LATCHED_QOS, PROMPT_QOS, RESULT_QOS, SENSOR_QOS
+from samfusion.ros.runtime import spin_node
 from samfusion.segmentation.prompts import PointPrompt, PromptUpdate
 
 __all__ = ["PerceptionNode", "main"]
@@ -628,20 +627,7 @@ def _accelerator_memory(device: str) -> dict[str, str]:
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node: PerceptionNode | None = None
-    try:
-        node = PerceptionNode()
-        executor = MultiThreadedExecutor(num_threads=2)
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    spin_node(PerceptionNode, args)
 
 
 if __name__ == "__main__":
