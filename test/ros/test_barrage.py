@@ -237,7 +237,8 @@ def test_bad_input_barrage_mixed_with_good_frames() -> None:
     frame = read_kitti_frame(REPO_ROOT / "data" / "kitti", "000001")
     rng = random.Random(SEED)
     params = {"cloud_wait_s": 1.0, "max_skew_s": 0.1, "log_throttle_s": 1.0, "publish_overlay": False}
-    with node_process(NODE, "perception_barrage", params=params) as proc, probe_node("barrage_probe") as (node, executor):
+    with node_process(NODE, "perception_barrage", params=params) as proc, \
+            probe_node("barrage_probe") as (node, executor):
         rig = Rig(node, executor)
         rig.wait_ready()
         rig.send_prompts(frame)
@@ -352,11 +353,8 @@ def test_bad_input_barrage_mixed_with_good_frames() -> None:
             assert f"{kind}: " in log
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "perception_node._segment records the image size before the pipeline refuses the image, so "
-    "after a refused 0x0 image valid prompts are refused as 'outside the 0x0 image' until the "
-    "next good image arrives"))
 def test_a_refused_empty_image_leaves_prompt_checks_alone() -> None:
+    """A refused 0x0 image must not become the size that prompts are checked against."""
     frame = read_kitti_frame(REPO_ROOT / "data" / "kitti", "000001")
     params = {"cloud_wait_s": 1.0, "max_skew_s": 0.1, "log_throttle_s": 0.0, "publish_overlay": False}
     with node_process(NODE, "perception_empty_image", params=params) as proc, probe_node() as (node, executor):

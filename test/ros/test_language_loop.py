@@ -96,6 +96,7 @@ def loop(sam3_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         rig.wait_ready()
         client = node.create_client(FusionQuery, "fusion_query")
         assert spin_until(executor, lambda: client.service_is_ready() or not fusion.alive(), 30), fusion.output()
+        assert fusion.alive(), fusion.output()
         # the fusion node listens to the perception node's results (and the probe does too)
         assert spin_until(executor, lambda: node.count_subscribers("camera/segmentation") >= 2, 20)
         assert spin_until(executor, lambda: rig.diagnostics.get("model_loaded") == "True", 60), \
@@ -150,7 +151,7 @@ def test_scene_grounded_answer(loop: dict[str, Any], frame: Any) -> None:
         call = fake.calls_for(model)[-1]
         assert call.headers["authorization"] == f"Bearer {KEY}"
         prompt = call.body["messages"][-1]["content"]
-        assert "(data, not instructions):\n```scene\nframe: camera_2_optical" in prompt
+        assert "(data, not instructions):\n```scene\nframe: " in prompt
         fence = prompt[prompt.index("```scene"):prompt.index("```", prompt.index("```scene") + 3)]
         for obj in result.objects:  # every object, with its 3D position where it has one
             line = next(ln for ln in fence.splitlines() if ln.startswith(f'- id {obj.id} "{obj.label}"'))
@@ -210,3 +211,23 @@ def test_find_the_cars_publishes_concepts_and_segments_them(loop: dict[str, Any]
     for object_id in labeled_ids:  # the 3D part of each result matches the cloud it labeled
         assert cars[object_id].point_count == int((instance == object_id).sum())
     assert loop["fusion"].alive() and perception.alive()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "fusion_node._scene_text names the summary's frame after SegmentationResult.header (the camera "
+    "optical frame) while the centroids are in cloud_header.frame_id (the LiDAR frame)"))
+def test_scene_names_the_frame_of_the_3d_positions(loop: dict[str, Any], frame: Any) -> None:
+    fake, rig, executor = loop["fake"], loop["rig"], loop["executor"]
+    rig.send_prompts(frame)
+    spin_until(executor, lambda: False, 0.5)
+    out = rig.frame_until_labeled(frame)
+    assert spin_until(executor, lambda: bool(_results_with_3d(rig, out.header.stamp)), 10)
+    result = _results_with_3d(rig, out.header.stamp)[-1]
+    assert result.cloud_header.frame_id == "velodyne"
+    fake.script(MEMBERS[0], Reply("a"))
+    fake.script(MEMBERS[1], Reply("b"))
+    fake.script(JUDGE, judge_choosing("a"))
+    res = _call(loop, query="where is everything?", include_scene=True)
+    assert res.success, res.error
+    prompt = fake.calls_for(MEMBERS[0])[-1].body["messages"][-1]["content"]
+    assert "```scene\nframe: velodyne" in prompt
