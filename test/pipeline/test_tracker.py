@@ -142,3 +142,11 @@ def test_clear_forgets_everything():
     tracker.apply(PromptUpdate(PromptAction.ADD, concepts=("car",)))
     assert tracker.apply(PromptUpdate(PromptAction.CLEAR)) == [1]
     assert tracker.prompt_set().is_empty()
+
+
+def test_a_refused_add_does_not_use_up_an_id():
+    tracker = ObjectTracker(ScriptedBackend())
+    for _ in range(3):
+        with pytest.raises(PromptError):
+            tracker.apply(PromptUpdate(PromptAction.ADD, points=(PointPrompt(999, 10),)), (200, 100))
+    assert add_box(tracker) == [1]

@@ -213,9 +213,6 @@ def test_find_the_cars_publishes_concepts_and_segments_them(loop: dict[str, Any]
     assert loop["fusion"].alive() and perception.alive()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "fusion_node._scene_text names the summary's frame after SegmentationResult.header (the camera "
-    "optical frame) while the centroids are in cloud_header.frame_id (the LiDAR frame)"))
 def test_scene_names_the_frame_of_the_3d_positions(loop: dict[str, Any], frame: Any) -> None:
     fake, rig, executor = loop["fake"], loop["rig"], loop["executor"]
     rig.send_prompts(frame)

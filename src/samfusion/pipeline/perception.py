@@ -192,7 +192,8 @@ class PerceptionPipeline:
             self.labels.id_for(inst.label)
         id_image = instances_to_id_image(step.instances, height, width)
         _clip_to_visible(step.instances, id_image)
-        return FrameSegmentation(camera=name, stamp=stamp, instances=step.instances,
+        instances = [inst for inst in step.instances if inst.area > 0]  # fully covered by others
+        return FrameSegmentation(camera=name, stamp=stamp, instances=instances,
                                  id_image=id_image, frames_lost=step.frames_lost,
                                  inference_ms=elapsed_ms, rejected_prompts=step.rejected)
 

@@ -233,9 +233,12 @@ class FusionNode(Node):
         by_frame: dict[str, list[dict[str, Any]]] = {}
         stamps: dict[str, float] = {}
         for msg in fresh:
-            frame = msg.header.frame_id
+            # 3D positions are in the labeled cloud's frame (cloud_header), not the camera's.
+            cloud = getattr(msg, "cloud_header", None)
+            header = cloud if cloud is not None and cloud.frame_id else msg.header
+            frame = header.frame_id
             by_frame.setdefault(frame, []).extend(segmentation_objects(msg))
-            stamps[frame] = max(stamps.get(frame, 0.0), msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
+            stamps[frame] = max(stamps.get(frame, 0.0), header.stamp.sec + header.stamp.nanosec * 1e-9)
         return "\n".join(summarize_scene(objs, frame_id=frame, stamp_s=stamps[frame], max_objects=limit)
                          for frame, objs in by_frame.items())
 

@@ -9,7 +9,7 @@ ids. Memory is bounded: prompt store and concept tracks are capped by ``max_obje
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -142,17 +142,16 @@ class ObjectTracker:
             raise PromptError(
                 f"{action.name} prompt for object {update.object_id} has no points, boxes or concepts"
             )
-        if action is PromptAction.REFINE:
-            if update.object_id not in self._objects:
-                raise PromptError(
-                    f"REFINE for unknown object id {update.object_id}; known ids: {self.object_ids}"
-                )
-            object_id = update.object_id
-        else:
-            object_id = self._allocate(update.object_id)
-        obj = ObjectPrompt(object_id=object_id, label=update.label,
+        if action is PromptAction.REFINE and update.object_id not in self._objects:
+            raise PromptError(
+                f"REFINE for unknown object id {update.object_id}; known ids: {self.object_ids}"
+            )
+        # Validate before taking an id, so a refused ADD does not use one up.
+        obj = ObjectPrompt(object_id=update.object_id, label=update.label,
                            points=update.points, boxes=update.boxes)
         obj = self._check(PromptSet(objects=(obj,)), image_size).objects[0]
+        object_id = update.object_id if action is PromptAction.REFINE else self._allocate(update.object_id)
+        obj = replace(obj, object_id=object_id)
         self._objects[object_id] = obj
         self._frames_lost[object_id] = 0
         self._changed.add(object_id)
