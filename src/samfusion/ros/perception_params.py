@@ -49,6 +49,8 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("backend", "classical", "Segmentation backend", choices=BACKEND_NAMES),
     ParamSpec("checkpoint", "", "Local checkpoint directory or a hub id already in the cache "
               "(SAM backends)"),
+    ParamSpec("allow_download", False, "Let transformers download a hub checkpoint that is not in the "
+              "local cache (off: robots run offline; pre-fetch instead)", kind=bool),
     ParamSpec("device", "cpu", "Torch device: cpu, cuda or cuda:N"),
     ParamSpec("dtype", "fp32", "Model dtype", choices=DTYPES),
     ParamSpec("compile", False, "torch.compile the model (SAM backends)", kind=bool),
