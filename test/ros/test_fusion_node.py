@@ -201,3 +201,43 @@ def test_key_never_in_responses_or_node_log(fake: FakeOpenRouter, probe: Any, no
     log = node.output()
     assert "fusion request failed" in log and "ready: service=fusion_query" in log
     assert KEY not in log and "SECRETKEY" not in log
+
+
+def test_pools_change_live_and_bad_changes_are_refused(fake: FakeOpenRouter, probe: Any, tmp_path: Any) -> None:
+    from rcl_interfaces.msg import Parameter as ParameterMsg
+    from rcl_interfaces.msg import ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    probe_nd, executor, client = probe
+    setter = probe_nd.create_client(SetParameters, "/fusion_under_test/set_parameters")
+    assert setter.wait_for_service(timeout_sec=10.0)
+
+    def set_string(name: str, value: str) -> Any:
+        req = SetParameters.Request(parameters=[ParameterMsg(name=name, value=ParameterValue(
+            type=ParameterType.PARAMETER_STRING, string_value=value))])
+        return call(executor, setter, req).results[0]
+
+    refused = set_string("default_pool", "nope")
+    assert not refused.successful and "nope" in refused.reason
+    pools = {"client": {"base_url": fake.base_url, "max_retries": 0}, "default_pool": "q",
+             "pools": {"q": {"members": ["n/c"], "judge": "n/j", "timeout_s": 10.0, "judge_passes": 1}}}
+    path = tmp_path / "other_pools.yaml"
+    path.write_text(yaml.safe_dump(pools))
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("pools: [this is not a mapping")
+    assert not set_string("pools_file", str(broken)).successful
+    fake.script("n/a", Reply("still the old pool"))
+    fake.script("n/b", Reply("old b"))
+    fake.script("n/j", judge_choosing("old pool"))
+    assert call(executor, client, request("which pool?")).answer == "still the old pool"
+    # a new file and its default pool, in one change
+    req = SetParameters.Request(parameters=[
+        ParameterMsg(name="pools_file", value=ParameterValue(type=ParameterType.PARAMETER_STRING,
+                                                             string_value=str(path))),
+        ParameterMsg(name="default_pool", value=ParameterValue(type=ParameterType.PARAMETER_STRING,
+                                                               string_value="q"))])
+    assert all(r.successful for r in call(executor, setter, req).results)
+    fake.script("n/c", Reply("the new pool answers"))
+    res = call(executor, client, request("which pool?"))
+    assert res.success and res.answer == "the new pool answers"
+    assert [c.model for c in res.candidates] == ["n/c"]

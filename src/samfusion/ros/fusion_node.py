@@ -51,8 +51,11 @@ _U32_MAX = 2**32 - 1
 
 FUSION_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("pools_file", "", "Pools YAML (empty: $SAMFUSION_POOLS, share/sam_fusion/config or "
-              "./config fusion_pools.yaml)"),
-    ParamSpec("default_pool", "", "Pool used when a request names none (empty: the file's default_pool)"),
+              "./config fusion_pools.yaml); live: the new file is loaded and checked first, requests in "
+              "flight finish with the old pools (client settings such as base_url need a restart)",
+              read_only=False),
+    ParamSpec("default_pool", "", "Pool used when a request names none (empty: the file's default_pool); "
+              "live: must name a pool of the loaded file", read_only=False),
     ParamSpec("base_url", "", "OpenAI-compatible base URL (empty: the pools file's client.base_url)"),
     ParamSpec("api_key_env", DEFAULT_KEY_ENV, "Name of the environment variable holding the API key "
               "(the key itself is never a parameter)"),
@@ -189,15 +192,16 @@ class FusionNode(Node):
         )
 
     # ---- set-up / tear-down ------------------------------------------------------------------
-    def _load_settings(self) -> FusionSettings:
-        path = Path(self.params["pools_file"]) if self.params["pools_file"] else _default_pools_file()
+    def _load_settings(self, overrides: dict[str, Any] | None = None) -> FusionSettings:
+        params = {**self.params, **(overrides or {})}
+        path = Path(params["pools_file"]) if params["pools_file"] else _default_pools_file()
         if path is None:
             raise SamFusionError("no pools file found; set the pools_file parameter")
         settings = load_settings(path)
-        if self.params["base_url"]:
-            settings = replace(settings, client=replace(settings.client, base_url=self.params["base_url"]))
-        if self.params["default_pool"]:
-            settings = replace(settings, default_pool=self.params["default_pool"])
+        if params["base_url"]:
+            settings = replace(settings, client=replace(settings.client, base_url=params["base_url"]))
+        if params["default_pool"]:
+            settings = replace(settings, default_pool=params["default_pool"])
         settings.pool()  # the default pool must exist
         return settings
 
@@ -211,10 +215,22 @@ class FusionNode(Node):
 
     def _on_set_parameters(self, params: list[Any]) -> Any:
         result = check_changes(FUSION_PARAMS, params)
-        if result.successful:
-            for p in params:
-                if p.name in _LIVE:
-                    self.params[p.name] = p.value
+        if not result.successful:
+            return result
+        pool_changes = {p.name: p.value for p in params if p.name in ("pools_file", "default_pool")}
+        if pool_changes:
+            try:  # validate by loading: a bad file or an unknown pool is refused, nothing changes
+                settings = self._load_settings(pool_changes)
+            except (SamFusionError, ValueError, OSError) as exc:
+                result.successful, result.reason = False, f"pools not changed: {exc}"
+                return result
+            self.settings = settings
+            self.engine = FusionEngine(self._client, settings)  # in-flight requests keep the old one
+            self.get_logger().info(f"pools reloaded: default pool {settings.pool().name}, "
+                                   f"pools {sorted(settings.pools)}")
+        for p in params:
+            if p.name in _LIVE or p.name in pool_changes:
+                self.params[p.name] = p.value
         return result
 
     # ---- callbacks ------------------------------------------------------------------------
