@@ -142,3 +142,11 @@ def test_extrinsics_from_files_and_parameters(shared_data):
     np.testing.assert_allclose(flat["a"].apply(np.zeros((1, 3))), [[1, 2, 3]])
     with pytest.raises(CalibrationError, match="expected 7 per camera x 2 cameras"):
         extrinsics_from_flat([0.0] * 7, ["a", "b"])
+
+
+def test_torch_labeling_backend_gives_the_same_labels(frame):
+    *_, xyz, numpy_labels = _run(frame, cleanup=False)
+    *_, _, torch_labels = _run(frame, cleanup=False, labeling_backend="torch")
+    np.testing.assert_array_equal(torch_labels.instance, numpy_labels.instance)
+    with pytest.raises(ConfigError, match="labeling_backend must be 'numpy' or 'torch'"):
+        perception_config_from_flat({"labeling_backend": "jax"})

@@ -52,6 +52,7 @@ class PerceptionConfig:
     cleanup_eps_m: float = 0.6
     cleanup_min_points: int = 3
     class_names: tuple[str, ...] = ()
+    labeling_backend: str = "numpy"  # "torch": label_points_multi_torch (CUDA when available)
 
     def validate(self) -> PerceptionConfig:
         self.backend.validate()
@@ -64,6 +65,8 @@ class PerceptionConfig:
             raise ConfigError("occlusion_depth_tolerance_m must be > 0")
         if self.cleanup_eps_m <= 0 or self.cleanup_min_points < 1:
             raise ConfigError("cleanup_eps_m must be > 0 and cleanup_min_points >= 1")
+        if self.labeling_backend not in ("numpy", "torch"):
+            raise ConfigError(f"labeling_backend must be 'numpy' or 'torch', got {self.labeling_backend!r}")
         return self
 
 
@@ -215,7 +218,12 @@ class PerceptionPipeline:
         occlusion = OcclusionConfig(radius_px=self.config.occlusion_radius_px,
                                     depth_tolerance=self.config.occlusion_depth_tolerance_m)
         inputs = [(self.camera(s.camera).rig(), s.id_image, s.scores) for s in cams]
-        labels = label_points_multi(xyz, inputs, occlusion=occlusion, min_depth=self.config.min_depth_m)
+        if self.config.labeling_backend == "torch":  # large clouds on a GPU
+            from samfusion.pointcloud.labeling_torch import label_points_multi_torch
+
+            labels = label_points_multi_torch(xyz, inputs, occlusion=occlusion, min_depth=self.config.min_depth_m)
+        else:
+            labels = label_points_multi(xyz, inputs, occlusion=occlusion, min_depth=self.config.min_depth_m)
         return self.labels_from_instances(xyz, labels.instance.astype(np.uint32), cams,
                                           depth=labels.depth,
                                           camera_index=labels.camera_index.astype(np.int16))
@@ -284,7 +292,7 @@ _TRACKER_KEYS = {"score_threshold": "score_threshold", "lost_after": "lost_after
                  "forget_after": "forget_after", "match_iou": "match_iou",
                  "max_objects": "max_objects"}
 _PIPELINE_KEYS = ("min_depth_m", "occlusion_radius_px", "occlusion_depth_tolerance_m", "cleanup",
-                  "cleanup_eps_m", "cleanup_min_points", "class_names")
+                  "cleanup_eps_m", "cleanup_min_points", "class_names", "labeling_backend")
 
 
 def perception_config_from_flat(values: Mapping[str, object]) -> PerceptionConfig:

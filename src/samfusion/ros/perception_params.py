@@ -89,6 +89,9 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("log_throttle_s", 2.0, "Bad-input warnings of one kind are logged at most once per this "
               "many seconds (every one is counted on /diagnostics)", kind=float, min=0.0, max=3600.0,
               read_only=False),
+    ParamSpec("labeling_backend", "numpy", "Point labeling implementation: numpy (CPU, fastest on CPU) or "
+              "torch (batched over cameras, on the GPU when one is available; for large clouds)",
+              choices=("numpy", "torch")),
     ParamSpec("class_names", [], "Class names with fixed label ids 1..n (others are appended)",
               kind=str, array=True),
 )
