@@ -40,6 +40,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+
+from benchlib import cpu_model  # noqa: E402
+from samfusion.ros.processes import stop_process  # noqa: E402
 COUNTERS = ("images_received", "frames_segmented", "images_skipped", "clouds_received", "clouds_labeled",
             "clouds_dropped", "clouds_unlabeled", "bad_image", "bad_cloud", "bad_prompt", "worker_errors")
 
@@ -56,14 +59,6 @@ def dds_env(domain: int) -> dict[str, str]:
     return env
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def rss_mb(pid: int) -> float:
@@ -266,13 +261,7 @@ def run(args: argparse.Namespace) -> int:
         rclpy.spin_once(node, timeout_sec=0.1)
     final = {k: int(diag.get(k, "0")) for k in COUNTERS}
     load_end = os.getloadavg()[0]
-    if perception.poll() is None:
-        perception.send_signal(signal.SIGINT)
-        try:
-            perception.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(perception.pid, signal.SIGKILL)
-            perception.wait(timeout=5)
+    stop_process(perception)
     node.destroy_node()
     rclpy.shutdown()
     node_log.close()

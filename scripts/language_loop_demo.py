@@ -31,7 +31,6 @@ import argparse
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+
+from samfusion.ros.processes import node_command, stop_process  # noqa: E402
 KEY_ENV = "OPENROUTER_API_KEY"
 OFFLINE_KEY_ENV = "SAMFUSION_DEMO_OFFLINE_KEY"
 PICK_UP = "what should the robot pick up?"
@@ -108,24 +109,6 @@ def tiny_sam3(tmp: Path) -> Path:
 
 
 # ---- processes ------------------------------------------------------------------------------
-def node_cmd(module: str, name: str, params: dict[str, Any]) -> list[str]:
-    cmd = [sys.executable, "-m", module, "--ros-args", "-r", f"__node:={name}"]
-    for key, value in params.items():
-        value = str(value).lower() if isinstance(value, bool) else value
-        cmd += ["-p", f"{key}:={value}"]
-    return cmd
-
-
-def stop(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-
-
 # ---- printing -------------------------------------------------------------------------------
 def object_table(result: Any, instance: np.ndarray) -> str:
     frame = result.cloud_header.frame_id or "cloud frame"
@@ -207,12 +190,12 @@ def run(args: argparse.Namespace) -> int:
         fusion_params["base_url"] = server.base_url
     logs = {name: open(tmp / f"{name}.log", "w") for name in ("fusion", "perception")}
     procs = {
-        "fusion": subprocess.Popen(node_cmd("samfusion.ros.fusion_node", "demo_fusion", fusion_params),
+        "fusion": subprocess.Popen(node_command("samfusion.ros.fusion_node", fusion_params, "demo_fusion"),
                                    stdout=logs["fusion"], stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True),
         "perception": subprocess.Popen(
-            node_cmd("samfusion.ros.perception_node", "demo_perception",
-                     {"backend": "sam3", "checkpoint": checkpoint, "device": args.device, "score_threshold": threshold,
-                      "cloud_wait_s": 2.0, "max_skew_s": 0.1}),
+            node_command("samfusion.ros.perception_node",
+                         {"backend": "sam3", "checkpoint": checkpoint, "device": args.device,
+                          "score_threshold": threshold, "cloud_wait_s": 2.0, "max_skew_s": 0.1}, "demo_perception"),
             stdout=logs["perception"], stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True),
     }
     print(f"node logs in {tmp}")
@@ -331,7 +314,7 @@ def run(args: argparse.Namespace) -> int:
         node.destroy_node()
         rclpy.shutdown()
         for proc in procs.values():
-            stop(proc)
+            stop_process(proc)
         for fh in logs.values():
             fh.close()
         if server is not None:

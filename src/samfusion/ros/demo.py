@@ -13,7 +13,6 @@ import argparse
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ from samfusion.io.kitti import read_kitti_frame
 from samfusion.pipeline.evaluation import kitti_point_accuracy, summarize
 from samfusion.pipeline.overlay import draw_points
 from samfusion.ros.kitti_player import default_data_dir
+from samfusion.ros.processes import node_command, stop_process
 from samfusion.ros.qos import LOG_QOS, RESULT_QOS
 
 __all__ = ["main"]
@@ -93,20 +93,8 @@ def _spin_until(node: Node, done: Any, seconds: float) -> bool:
 
 
 def _start(module: str, params: dict[str, Any], log: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", module, "--ros-args"]
-    for key, value in params.items():
-        cmd += ["-p", f"{key}:={value}"]
-    handle = log.open("w")
-    return subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+    return subprocess.Popen(node_command(module, params), stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
 
 
 def _write_frame(out: Path, data_dir: str, frame_id: str, rec: Recorder, key: tuple[int, int]) -> dict:
@@ -193,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
                   for k in sorted(rec.frames) if k in rec.clouds]
     finally:
         if player is not None:
-            _stop(player)
-        _stop(perception)
+            stop_process(player, timeout=10)
+        stop_process(perception, timeout=10)
         rec.destroy_node()
         rclpy.shutdown()
     all_acc = [acc for f in frames for acc in f["accuracy"]]
