@@ -12,9 +12,9 @@ if [ -f "$_sf_root/install/setup.bash" ]; then
 fi
 # The source tree first, so modules added since the last colcon build are importable.
 export PYTHONPATH="$_sf_root/src${PYTHONPATH:+:$PYTHONPATH}"
-# Discovery stays on loopback; pick your own domain to keep runs apart.
+# Discovery stays on loopback. ROS_DOMAIN_ID is left to you (scripts/demo.sh and scripts/test.sh
+# pick a random one when it is unset, so parallel runs do not see each other).
 export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
-export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-42}"
 # Large images / clouds over shared memory, UDP on loopback only (config/fastdds_localhost.xml).
 export FASTRTPS_DEFAULT_PROFILES_FILE="${FASTRTPS_DEFAULT_PROFILES_FILE:-$_sf_root/config/fastdds_localhost.xml}"
 [ -n "$_sf_nounset" ] && set -u

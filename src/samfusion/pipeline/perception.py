@@ -134,6 +134,7 @@ class PerceptionPipeline:
         self.ids = IdAllocator()
         self.labels = LabelMap(config.class_names)
         self.cameras: dict[str, CameraStream] = {}
+        self.batched_encode_ms = 0.0  # time of the last batched image-encoder call (segment_many)
 
     # ---- cameras and prompts -------------------------------------------------------------------
     def camera(self, name: str) -> CameraStream:
@@ -184,12 +185,39 @@ class PerceptionPipeline:
         return touched
 
     # ---- frames ------------------------------------------------------------------------------
-    def segment(self, name: str, image: np.ndarray, stamp: float = 0.0) -> FrameSegmentation:
+    def segment_many(self, frames: Sequence[tuple[str, np.ndarray, float]]) -> list[FrameSegmentation]:
+        """Segment one frame of each of several cameras: ``(name, image, stamp)`` each.
+
+        With a SAM backend that can batch (``encode_many``), the frames of every camera that has
+        prompts go through the image encoder in one call; results equal ``segment`` per camera.
+        """
+        features: list[object | None] = [None] * len(frames)
+        encode_many = getattr(self.backend, "encode_many", None)
+        batch = [i for i, (name, image, _) in enumerate(frames)
+                 if self.camera(name).tracker.accepts_features
+                 and not self.camera(name).tracker.prompt_set().is_empty()]
+        if encode_many is not None and len(batch) > 1:
+            import torch
+
+            images = [frames[i][1] for i in batch]
+            for image in images:
+                check_image(image)
+            start = time.perf_counter()
+            with self.backend.lock, torch.inference_mode():  # type: ignore[attr-defined]
+                encoded = encode_many(images)
+            self.batched_encode_ms = (time.perf_counter() - start) * 1e3
+            for i, feats in zip(batch, encoded):
+                features[i] = feats
+        return [self.segment(name, image, stamp, features=f)
+                for (name, image, stamp), f in zip(frames, features)]
+
+    def segment(self, name: str, image: np.ndarray, stamp: float = 0.0,
+                features: object | None = None) -> FrameSegmentation:
         """Segment one frame of camera ``name`` with its active prompts."""
         height, width = check_image(image)
         stream = self.camera(name)
         start = time.perf_counter()
-        step = stream.tracker.step(image)
+        step = stream.tracker.step(image, features)
         elapsed_ms = (time.perf_counter() - start) * 1e3
         for inst in step.instances:
             self.labels.id_for(inst.label)

@@ -366,9 +366,7 @@ class PerceptionNode(Node):
             return
         for update, msg in prompts:
             self._apply_prompt(update, msg)
-        for name, item in images.items():
-            if item is not None:
-                self._segment(name, item)
+        self._segment_all({n: item for n, item in images.items() if item is not None})
         self._maybe_label_cloud()
 
     def _apply_prompt(self, update: PromptUpdate, msg: Prompt) -> None:
@@ -417,29 +415,50 @@ class PerceptionNode(Node):
         extra = tuple(PointPrompt(float(u), float(v), bool(p)) for (u, v), p in zip(proj.uv, positive))
         return PromptUpdate(**{**update.__dict__, "points": update.points + extra})
 
-    def _segment(self, name: str, item: Stamped[Any]) -> None:
-        msg = item.value
-        try:
-            rgb = image_to_rgb(msg) if isinstance(msg, Image) else compressed_to_rgb(msg)
-            model = self.pipeline.camera(name).model
-            if model is not None and model.image_size != (rgb.shape[1], rgb.shape[0]):
-                self.pipeline.set_camera_model(name, model.resized_to(rgb.shape[1], rgb.shape[0]))
-            seg = self.pipeline.segment(name, rgb, item.stamp)
-            self._image_sizes[name] = (rgb.shape[1], rgb.shape[0])  # only sizes of usable images
-        except SamFusionError as exc:
-            self._reject("bad_image", f"camera '{name}': {exc}")
+    def _segment_all(self, images: dict[str, Stamped[Any]]) -> None:
+        """Decode each camera's newest image, segment them together (one encoder batch with SAM)."""
+        decoded: list[tuple[str, Stamped[Any], np.ndarray]] = []
+        for name, item in images.items():
+            try:
+                msg = item.value
+                rgb = image_to_rgb(msg) if isinstance(msg, Image) else compressed_to_rgb(msg)
+                model = self.pipeline.camera(name).model
+                if model is not None and model.image_size != (rgb.shape[1], rgb.shape[0]):
+                    self.pipeline.set_camera_model(name, model.resized_to(rgb.shape[1], rgb.shape[0]))
+            except SamFusionError as exc:
+                self._reject("bad_image", f"camera '{name}': {exc}")
+                continue
+            decoded.append((name, item, rgb))
+        if not decoded:
             return
+        try:
+            segs: list[FrameSegmentation | None] = list(
+                self.pipeline.segment_many([(name, rgb, item.stamp) for name, item, rgb in decoded]))
+        except SamFusionError:  # find the camera at fault; the others still get their results
+            segs = []
+            for name, item, rgb in decoded:
+                try:
+                    segs.append(self.pipeline.segment(name, rgb, item.stamp))
+                except SamFusionError as exc:
+                    self._reject("bad_image", f"camera '{name}': {exc}")
+                    segs.append(None)
+        for (name, item, rgb), seg in zip(decoded, segs):
+            if seg is not None:
+                self._image_sizes[name] = (rgb.shape[1], rgb.shape[0])  # only sizes of usable images
+                self._publish_segmentation(name, item.value.header, rgb, seg)
+
+    def _publish_segmentation(self, name: str, header: Header, rgb: np.ndarray, seg: FrameSegmentation) -> None:
         for reason in seg.rejected_prompts:
             self._reject("bad_prompt", f"camera '{name}': {reason}")
         self._segs[name].append(seg)
-        self._seg_headers[id(seg)] = msg.header
+        self._seg_headers[id(seg)] = header
         self._prune_headers()
         self.counters["frames_segmented"] += 1
         self._latency_ms.append(seg.inference_ms)
-        self._seg_pubs[name].publish(segmentation_to_msg(seg, msg.header, self.pipeline.backend.name))
+        self._seg_pubs[name].publish(segmentation_to_msg(seg, header, self.pipeline.backend.name))
         if name in self._overlay_pubs:
             overlay = render_overlay(rgb, seg.id_image, seg.instances)
-            self._overlay_pubs[name].publish(numpy_to_image(overlay, "rgb8", Image, msg.header))
+            self._overlay_pubs[name].publish(numpy_to_image(overlay, "rgb8", Image, header))
 
     def _prune_headers(self) -> None:
         alive = {id(s) for segs in self._segs.values() for s in segs}

@@ -93,14 +93,21 @@ def instances_to_id_image(instances: Sequence[Instance], height: int, width: int
 class BackendStream(ABC):
     """Per-stream (per-camera) state of a backend; one per camera, created by the backend."""
 
+    #: True when ``step`` can use image features computed by ``backend.encode_many`` (batched
+    #: over cameras) instead of encoding the frame itself.
+    accepts_features: ClassVar[bool] = False
+
     @abstractmethod
-    def step(self, image: np.ndarray, prompts: PromptSet, changed: frozenset[int]) -> list[Instance]:
+    def step(self, image: np.ndarray, prompts: PromptSet, changed: frozenset[int],
+             features: object | None = None) -> list[Instance]:
         """Segment the next frame of the stream.
 
         ``prompts`` holds every active object / concept prompt of the stream; ``changed`` the
         object ids whose prompts were added or refined since the previous step (video backends
         condition on those prompts on this frame and propagate the others from memory).
-        Returned object instances carry their prompt's ``object_id``.
+        ``features``: this frame's encoder output when the caller batched several cameras
+        (only for streams with ``accepts_features``). Returned object instances carry their
+        prompt's ``object_id``.
         """
 
     def remove(self, object_id: int) -> None:
@@ -116,7 +123,8 @@ class ReplayStream(BackendStream):
     def __init__(self, backend: SegmentationBackend) -> None:
         self._backend = backend
 
-    def step(self, image: np.ndarray, prompts: PromptSet, changed: frozenset[int]) -> list[Instance]:
+    def step(self, image: np.ndarray, prompts: PromptSet, changed: frozenset[int],
+             features: object | None = None) -> list[Instance]:
         return self._backend.segment(image, prompts)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -85,6 +85,19 @@ class PromptableSamBackend(SegmentationBackend):
         pixel_values, geometry = self.transform(image)
         return self.head.features(pixel_values, geometry)
 
+    def encode_many(self, images: Sequence[np.ndarray]) -> list[FrameFeatures]:
+        """One vision-encoder call for several frames (cameras); each result equals ``encode``.
+
+        The caller holds ``self.lock`` and ``torch.inference_mode``.
+        """
+        if len(images) == 1:
+            return [self.encode(images[0])]
+        pixel_values, geometries = zip(*(self.transform(image) for image in images))
+        out = self.model.get_image_features(torch.cat(pixel_values, 0), return_dict=True)
+        feats, pos = list(out.fpn_hidden_states), list(out.fpn_position_encoding)
+        return [FrameFeatures([f[:, i:i + 1] for f in feats], [_batch_item(p, i) for p in pos], geometry)
+                for i, geometry in enumerate(geometries)]
+
     def segment(self, image: np.ndarray, prompts: PromptSet) -> list[Instance]:
         height, width = check_image(image)
         prompts = self.check_prompts(prompts, height, width)
@@ -118,11 +131,14 @@ class PromptableSamBackend(SegmentationBackend):
 class SamVideoStream(BackendStream):
     """One camera's tracking state over a shared backend: only memory banks live here."""
 
+    accepts_features = True
+
     def __init__(self, backend: PromptableSamBackend) -> None:
         self.backend = backend
         self.tracker = VideoTracker(backend.head)
 
-    def step(self, image: np.ndarray, prompts: PromptSet, changed: frozenset[int]) -> list[Instance]:
+    def step(self, image: np.ndarray, prompts: PromptSet, changed: frozenset[int],
+             features: object | None = None) -> list[Instance]:
         backend = self.backend
         height, width = check_image(image)
         prompts = backend.check_prompts(prompts, height, width)
@@ -132,7 +148,9 @@ class SamVideoStream(BackendStream):
         if not objects and not prompts.everything and not prompts.concepts:
             return []
         with backend.lock, torch.inference_mode():
-            features = backend.encode(image)
+            if features is None:
+                features = backend.encode(image)
+            assert isinstance(features, FrameFeatures)
             out: list[Instance] = []
             if objects:
                 result = self.tracker.track(features, objects, changed)
@@ -147,6 +165,11 @@ class SamVideoStream(BackendStream):
 
     def reset(self) -> None:
         self.tracker.reset()
+
+
+def _batch_item(tensor: torch.Tensor, index: int) -> torch.Tensor:
+    """Item ``index`` of a (H*W, B, C) level; a level shared by the batch (B == 1) as is."""
+    return tensor if tensor.shape[1] == 1 else tensor[:, index:index + 1]
 
 
 def _resolve_classes(names: Mapping[str, str]) -> dict[str, type]:

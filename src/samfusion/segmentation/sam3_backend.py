@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -115,6 +115,10 @@ class Sam3Backend(PromptableSamBackend):
         vision = self.detector.get_vision_features(pixel_values=pixel_values)
         feats, pos = self.model.get_vision_features_for_tracker(vision)
         return Sam3Frame(list(feats), list(pos), geometry, vision)
+
+    def encode_many(self, images: Sequence[np.ndarray]) -> list[Sam3Frame]:  # type: ignore[override]
+        """Frame by frame: the detector's vision output does not split by batch item cheaply."""
+        return [self.encode(image) for image in images]
 
     def _detections(self, features: FrameFeatures, prompts: PromptSet) -> list[Instance]:
         out = super()._detections(features, prompts)

@@ -221,7 +221,12 @@ class ObjectTracker:
                 self._remove(object_id)
         return rejected
 
-    def step(self, image: np.ndarray) -> TrackStep:
+    @property
+    def accepts_features(self) -> bool:
+        """Whether ``step`` can take encoder features batched over cameras."""
+        return bool(getattr(self._stream, "accepts_features", False))
+
+    def step(self, image: np.ndarray, features: object | None = None) -> TrackStep:
         """Segment one frame with every active prompt; ids stay stable across calls.
 
         Prompts that do not fit the image are dropped and reported in ``TrackStep.rejected``
@@ -232,7 +237,8 @@ class ObjectTracker:
         if prompts.is_empty():
             return TrackStep(instances=[], frames_lost={}, rejected=rejected)
         changed = frozenset(self._changed)
-        raw = self._stream.step(image, prompts, changed)
+        raw = self._stream.step(image, prompts, changed, features) if features is not None \
+            else self._stream.step(image, prompts, changed)
         self._changed.clear()
         threshold = self.config.score_threshold
         by_id = {inst.instance_id: inst for inst in raw if inst.instance_id in self._objects}
