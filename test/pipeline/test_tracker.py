@@ -71,7 +71,7 @@ def test_refine_remove_and_unknown_ids():
     assert tracker.step(IMAGE).instances == []
 
 
-def test_prompt_outside_the_image_is_refused_on_arrival_and_dropped_if_stored():
+def test_prompt_outside_the_image_is_refused_on_arrival_and_skipped_if_stored():
     tracker = ObjectTracker(ScriptedBackend())
     with pytest.raises(PromptError, match="outside the 200x100 image"):
         tracker.apply(PromptUpdate(PromptAction.ADD, points=(PointPrompt(250, 10),)), (200, 100))
@@ -79,8 +79,21 @@ def test_prompt_outside_the_image_is_refused_on_arrival_and_dropped_if_stored():
     add_box(tracker, 4)
     step = tracker.step(IMAGE)
     assert [i.instance_id for i in step.instances] == [4]
-    assert len(step.rejected) == 1 and "object 3 dropped" in step.rejected[0]
-    assert tracker.object_ids == [4]
+    assert len(step.rejected) == 1 and "object 3 skipped on this 200x100 frame" in step.rejected[0]
+    assert tracker.object_ids == [3, 4]  # kept: a later, larger frame can still serve it
+    wide = np.zeros((100, 300, 3), np.uint8)
+    assert [i.instance_id for i in tracker.step(wide).instances] == [3, 4]
+
+
+def test_refine_adds_clicks_keeps_box_and_label():
+    tracker = ObjectTracker(ScriptedBackend())
+    add_box(tracker, 5, box=(10, 10, 30, 30), label="car")
+    tracker.apply(PromptUpdate(PromptAction.REFINE, object_id=5, points=(PointPrompt(12, 12, False),)))
+    (obj,) = tracker.prompt_set().objects
+    assert obj.label == "car" and obj.boxes == (BoxPrompt(10, 10, 30, 30),)
+    assert obj.points == (PointPrompt(12, 12, False),)
+    tracker.apply(PromptUpdate(PromptAction.REFINE, object_id=5, points=(PointPrompt(20, 20),)))
+    assert len(tracker.prompt_set().objects[0].points) == 2
 
 
 def test_lost_objects_are_reported_after_lost_after_frames_and_reacquired():

@@ -146,9 +146,12 @@ class ObjectTracker:
             raise PromptError(
                 f"REFINE for unknown object id {update.object_id}; known ids: {self.object_ids}"
             )
+        points, boxes, label = update.points, update.boxes, update.label
+        if action is PromptAction.REFINE:  # interactive refinement: clicks add up, a new box replaces
+            old = self._objects[update.object_id]
+            points, boxes, label = old.points + points, boxes or old.boxes, label or old.label
         # Validate before taking an id, so a refused ADD does not use one up.
-        obj = ObjectPrompt(object_id=update.object_id, label=update.label,
-                           points=update.points, boxes=update.boxes)
+        obj = ObjectPrompt(object_id=update.object_id, label=label, points=points, boxes=boxes)
         obj = self._check(PromptSet(objects=(obj,)), image_size).objects[0]
         object_id = update.object_id if action is PromptAction.REFINE else self._allocate(update.object_id)
         obj = replace(obj, object_id=object_id)
@@ -210,16 +213,20 @@ class ObjectTracker:
             everything=self._everything,
         )
 
-    def _drop_invalid(self, height: int, width: int) -> list[str]:
-        """Remove stored prompts that do not fit this image (added before its size was known)."""
-        rejected: list[str] = []
-        for object_id in list(self._objects):
+    def _fitting_prompts(self, height: int, width: int) -> tuple[PromptSet, list[str]]:
+        """This frame's prompt set without the object prompts that do not fit its size.
+
+        They stay stored (the next frame may have the expected size again) and are reported.
+        """
+        prompts = self.prompt_set()
+        kept, rejected = [], []
+        for obj in prompts.objects:
             try:
-                self.backend.check_prompts(PromptSet(objects=(self._objects[object_id],)), height, width)
+                self.backend.check_prompts(PromptSet(objects=(obj,)), height, width)
+                kept.append(obj)
             except PromptError as exc:
-                rejected.append(f"object {object_id} dropped: {exc}")
-                self._remove(object_id)
-        return rejected
+                rejected.append(f"object {obj.object_id} skipped on this {width}x{height} frame: {exc}")
+        return replace(prompts, objects=tuple(kept)), rejected
 
     @property
     def accepts_features(self) -> bool:
@@ -229,11 +236,13 @@ class ObjectTracker:
     def step(self, image: np.ndarray, features: object | None = None) -> TrackStep:
         """Segment one frame with every active prompt; ids stay stable across calls.
 
-        Prompts that do not fit the image are dropped and reported in ``TrackStep.rejected``
-        instead of failing every later frame.
+        Prompts that do not fit this image are skipped for it and reported in
+        ``TrackStep.rejected``; they stay stored for the next frames.
         """
-        rejected = self._drop_invalid(int(image.shape[0]), int(image.shape[1])) if image.ndim >= 2 else []
-        prompts = self.prompt_set()
+        if image.ndim >= 2:
+            prompts, rejected = self._fitting_prompts(int(image.shape[0]), int(image.shape[1]))
+        else:
+            prompts, rejected = self.prompt_set(), []
         if prompts.is_empty():
             return TrackStep(instances=[], frames_lost={}, rejected=rejected)
         changed = frozenset(self._changed)
