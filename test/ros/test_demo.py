@@ -25,6 +25,8 @@ def test_demo_writes_overlays_clouds_and_summary(tmp_path):
     assert sorted(frames) == ["000000", "000001", "000002"]
     assert [(o["id"], o["label"]) for o in frames["000001"]["objects"]] == [(1, "Truck"), (2, "Car"), (3, "Cyclist")]
     assert [(o["id"], o["label"]) for o in frames["000002"]["objects"]] == [(1, "Misc"), (2, "Car")]
+    pedestrian = frames["000000"]["objects"][0]  # the first frame too: camera_info may trail the image
+    assert pedestrian["label"] == "Pedestrian" and pedestrian["points"] >= 250 and pedestrian["precision"] >= 0.85
     truck = frames["000001"]["objects"][0]
     assert 60 <= truck["points"] <= 72 and truck["precision"] >= 0.9  # 72 points in its 3D box
     assert 55 < truck["centroid"][0] < 70

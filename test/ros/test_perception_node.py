@@ -234,7 +234,7 @@ def test_starts_without_a_model_and_loads_it_on_demand(kitti_001):
         future = load.call_async(Trigger.Request())
         assert spin_until(executor, future.done, 60.0)
         assert future.result().success, future.result().message
-        assert future.result().message.startswith("loaded classical on cpu")
+        assert future.result().message.startswith("loaded classical on the CPU")
         out = rig.frame_until_labeled(kitti_001)  # the queued prompts were applied on load
         assert set(np.unique(cloud_to_structured(out)["instance"])) == {0, 1, 2, 3}
 

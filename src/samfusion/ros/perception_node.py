@@ -237,7 +237,8 @@ class PerceptionNode(Node):
         for name, transform in self._extrinsics.items():
             pipeline.set_extrinsic(name, transform)
         self.pipeline = pipeline
-        message = f"loaded {pipeline.backend.name} on {self.config.backend.device} in {time.perf_counter() - start:.1f} s"
+        where = "the CPU (device is ignored)" if pipeline.backend.name == "classical" else self.config.backend.device
+        message = f"loaded {pipeline.backend.name} on {where} in {time.perf_counter() - start:.1f} s"
         self.get_logger().info(message)
         return True, message
 
@@ -480,8 +481,17 @@ class PerceptionNode(Node):
         timed_out = time.monotonic() - item.arrival >= float(self.params["cloud_wait_s"])
         if any(m is None for m in matched.values()) and not timed_out and (waiting or not any(matched.values())):
             return
+        # A paired camera whose CameraInfo / extrinsic has not arrived yet (topics race on the
+        # first frame) would silently label nothing: wait for it, then say so.
+        uncalibrated = [n for n, m in matched.items() if m is not None and self.pipeline is not None
+                        and (self.pipeline.camera(n).model is None or self.pipeline.camera(n).T_cam_from_lidar is None)]
+        if uncalibrated and not timed_out:
+            return
         if not self._cloud.take(item):
             return
+        if uncalibrated:
+            self._reject("clouds_missing_calibration", f"cameras {uncalibrated} have no CameraInfo or LiDAR "
+                         f"extrinsic yet; their masks did not label the cloud at {item.stamp:.3f}")
         self._label_and_publish(item.value, [m for m in matched.values() if m is not None])
 
     def _label_and_publish(self, msg: PointCloud2, segs: list[FrameSegmentation]) -> None:
@@ -562,8 +572,8 @@ class PerceptionNode(Node):
         from samfusion.ros.vision_detections import vision_msgs_available
 
         if not vision_msgs_available():
-            self.get_logger().warning("publish_detections: vision_msgs is not installed "
-                                      "(apt install ros-$ROS_DISTRO-vision-msgs); not publishing detections")
+            self.get_logger().info("publish_detections: vision_msgs is not installed "
+                                   "(apt install ros-$ROS_DISTRO-vision-msgs); not publishing detections")
             return None
         from vision_msgs.msg import Detection2DArray, Detection3DArray
 
