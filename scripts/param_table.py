@@ -30,5 +30,7 @@ def table(specs) -> str:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) != 2 or sys.argv[1] not in SPECS:
+        sys.exit(f"usage: python scripts/param_table.py {'|'.join(SPECS)}")
     module, attr = SPECS[sys.argv[1]]
     print(table(getattr(importlib.import_module(module), attr)))

@@ -48,8 +48,15 @@ def _unavailable(reason: str) -> Callable[[Any], int]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit status: the sub-command's; 2 for bad input it reports as a typed error."""
+    from samfusion.errors import SamFusionError
+
     args = build_parser().parse_args(argv)
-    return int(args._run(args))
+    try:
+        return int(args._run(args))
+    except SamFusionError as exc:
+        print(f"samfusion {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

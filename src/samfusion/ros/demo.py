@@ -79,6 +79,27 @@ class Recorder(Node):
         return len(done) >= expected
 
 
+class _DemoFailed(RuntimeError):
+    """Why the demo stopped, with the last warnings and errors of the log that explains it."""
+
+    def __init__(self, what: str, log: Path) -> None:
+        lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+        tail = [line for line in lines if "WARN" in line or "ERROR" in line or "Error" in line][-5:]
+        detail = "\n  ".join(tail) if tail else "(no warnings logged)"
+        super().__init__(f"{what}; see {log}\n  {detail}")
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN (an object with no points) as null, so summary.json is strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def _spin_until(node: Node, done: Any, seconds: float) -> bool:
     """Spin until ``done()`` or ``seconds`` pass; also require that many 0.1 s spins, so a jump of
     the machine's clock (seen on suspended VMs) cannot end the wait early."""
@@ -161,35 +182,49 @@ def main(argv: list[str] | None = None) -> int:
     rclpy.init()
     rec = Recorder("camera")
     player = None
+    failure = ""
     try:
         def node_up() -> bool:
             if perception.poll() is not None:
-                raise RuntimeError(f"perception node exited; see {out / 'perception_node.log'}")
+                raise _DemoFailed("the perception node exited", out / "perception_node.log")
             return rec.cloud_sub.get_publisher_count() >= 1
+
+        def frames_done() -> bool:
+            for proc, log in ((perception, "perception_node.log"), (player, "kitti_player.log")):
+                if proc is not None and proc.poll() not in (None, 0):
+                    raise _DemoFailed(f"{log.split('.')[0]} exited with status {proc.returncode}", out / log)
+            return rec.complete(expected)
 
         _spin_until(rec, node_up, args.timeout)
         player = _start("samfusion.ros.kitti_player", {"data_dir": data_dir, "rate_hz": args.rate},
                         out / "kitti_player.log")
         expected = len({p.stem for p in (Path(data_dir) / "image_2").glob("*.png")})
-        _spin_until(rec, lambda: rec.complete(expected), args.timeout)
+        _spin_until(rec, frames_done, args.timeout)
         _spin_until(rec, lambda: False, 1.5)  # the result re-published with 3D fields follows the cloud
         if not rec.complete(expected):
-            print(f"demo: timed out; got {len(rec.clouds)} labeled clouds of {expected} frames; "
-                  f"logs in {out}", file=sys.stderr)
-            return 1
+            raise _DemoFailed(f"timed out after {args.timeout:g} s: {len(rec.clouds)} labeled clouds and "
+                              f"{len(rec.overlays)} overlays of {expected} frames", out / "perception_node.log")
         frames = [_write_frame(out, data_dir, rec.frames[k], rec, k)
                   for k in sorted(rec.frames) if k in rec.clouds]
+    except _DemoFailed as exc:
+        failure = str(exc)
+    except KeyboardInterrupt:
+        failure = "interrupted"
     finally:
         if player is not None:
             stop_process(player, timeout=10)
         stop_process(perception, timeout=10)
         rec.destroy_node()
-        rclpy.shutdown()
+        if rclpy.ok():
+            rclpy.shutdown()
+    if failure:
+        print(f"demo failed: {failure}", file=sys.stderr)
+        return 1
     all_acc = [acc for f in frames for acc in f["accuracy"]]
     from samfusion.pipeline.evaluation import ObjectAccuracy
 
     totals = summarize([ObjectAccuracy(**a) for a in all_acc])
-    (out / "summary.json").write_text(json.dumps({"frames": frames, "accuracy": totals}, indent=2))
+    (out / "summary.json").write_text(json.dumps(_json_safe({"frames": frames, "accuracy": totals}), indent=2))
     _print_summary(frames, out)
     print(f"\npoint accuracy vs KITTI 3D boxes: micro precision {totals['micro_precision']:.3f}, "
           f"micro recall {totals['micro_recall']:.3f}, macro precision {totals['macro_precision']:.3f}, "

@@ -6,6 +6,7 @@ import sys
 from typing import Callable
 
 import rclpy
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 
@@ -31,7 +32,7 @@ def spin_node(factory: Callable[[], Node], args: list[str] | None = None,
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except (SamFusionError, ValueError) as exc:
+    except (SamFusionError, ValueError, InvalidParameterValueException, InvalidParameterTypeException) as exc:
         name = node.get_name() if node is not None else getattr(factory, "__name__", "node")
         print(f"sam_fusion {name}: {exc}", file=sys.stderr)
         code = 2
