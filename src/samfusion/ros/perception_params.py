@@ -80,7 +80,8 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
               kind=int, min=0, max=32),
     ParamSpec("occlusion_depth_tolerance_m", 0.5, "Depth tolerance of the nearest-surface test",
               kind=float, min=0.01, max=100.0),
-    ParamSpec("cleanup", True, "Clean each instance in 3D (keep the cluster that matches the mask)",
+    ParamSpec("cleanup", True, "Clean each instance in 3D (ground plane removal, keep the cluster that "
+              "matches the mask); assumes a z-up LiDAR frame, set false otherwise",
               kind=bool),
     ParamSpec("cleanup_eps_m", 0.6, "Clustering distance of the 3D cleanup", kind=float, min=0.01,
               max=10.0),
