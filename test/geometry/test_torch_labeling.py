@@ -84,9 +84,11 @@ def _assert_agree(a: PointLabels, b: PointLabels, ncams: int, bound: list[int] |
     if bound is None:
         for name in FIELDS:
             np.testing.assert_array_equal(getattr(b, name), getattr(a, name), err_msg=name)
-        # depths: exact but for the last two points (cv2.transform's scalar tail, <= 1 ulp)
-        np.testing.assert_array_equal(b.depth[:-2], a.depth[:-2])
-        np.testing.assert_allclose(b.depth[-2:], a.depth[-2:], rtol=2e-7)
+        # depths: exact but for cv2.transform's scalar tail (its length follows the CPU's SIMD
+        # width, so a few points at the end may differ by one ulp)
+        differ = np.flatnonzero(~((b.depth == a.depth) | (np.isnan(b.depth) & np.isnan(a.depth))))
+        assert (differ >= len(a.depth) - 16).all(), differ
+        np.testing.assert_allclose(b.depth, a.depth, rtol=2e-7)
         return
     assert np.mean(a.instance == b.instance) >= 0.999
     counts_a = np.bincount(a.camera_index[a.visible], minlength=ncams)
