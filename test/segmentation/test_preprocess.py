@@ -1,11 +1,12 @@
 """Pre- and post-processing against the transformers processors' numerics.
 
-The transformers image processors of SAM 2 / SAM 3 need torchvision, which is not installed
-here, so pixel values are compared with a reference written from the processors' documented
-configuration (read from the transformers source: size, mean, std, bilinear resample,
-rescale 1/255) and torchvision's uint8 resize behaviour, and the resize itself is checked
-against PIL's bilinear filter. Coordinate mapping, exemplar boxes and mask prompts are compared
-with the transformers processor classes that do run here.
+In the main environment the transformers image processors of SAM 2 / SAM 3 cannot run (they need
+torchvision), so pixel values are compared with a reference written from the processors'
+documented configuration (read from the transformers source: size, mean, std, bilinear resample,
+rescale 1/255) and torchvision's uint8 resize behaviour, and the resize itself is checked against
+PIL's bilinear filter. Coordinate mapping, exemplar boxes and mask prompts are compared with the
+transformers processor classes that do run here. test_processor_parity.py compares with the
+image processors themselves in the torchvision lane of scripts/test.sh.
 """
 
 from __future__ import annotations
