@@ -249,8 +249,7 @@ def _report(rows, overheads, skipped, device, dtype, args, load, warmup, measure
         f"- load average at start: {load:.2f}; {warmup} warm-up + {measured} measured frames per camera; "
         f"1080p frames (SAM 2 bedroom demo, upscaled); total {total_s:.0f} s",
         "- streams with memory; objects = box prompts on a grid; sam3 adds one text concept ('person'); "
-        "cameras share one model; SAM 2 / SAM 3 tracker encode all cameras' frames in one batch, SAM 3 "
-        "concept frames one after another",
+        "cameras share one model and encode all cameras' frames in one batch",
         "",
         "| model | input px | objects | cameras | frames/s | ms / frame | peak GPU MiB | concept dets |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",

@@ -74,3 +74,52 @@ def test_cameras_without_prompts_are_not_encoded(checkpoints, frames, monkeypatc
     out = pipeline.segment_many([("left", left, 0.0), ("right", right, 0.0)])
     assert [i.instance_id for i in out[0].instances] == [1] and out[1].instances == []
     assert calls == [1]
+
+
+def test_sam3_encode_many_equals_encode_per_frame(backends, frames):
+    backend = backends["sam3"]
+    left, right = frames[0]
+    with backend.lock, torch.inference_mode():
+        batched = backend.encode_many([left, right])
+        single = [backend.encode(left), backend.encode(right)]
+    for b, s in zip(batched, single):
+        pairs = list(zip(b.feats + b.pos, s.feats + s.pos))
+        pairs += [(b.vision.last_hidden_state, s.vision.last_hidden_state)]
+        pairs += list(zip(b.vision.fpn_hidden_states + b.vision.fpn_position_encoding,
+                          s.vision.fpn_hidden_states + s.vision.fpn_position_encoding))
+        assert len(pairs) == 3 + 3 + 1 + 2 * len(s.vision.fpn_hidden_states)
+        for fb, fs in pairs:
+            assert fb.shape == fs.shape
+            torch.testing.assert_close(fb, fs, atol=1e-4, rtol=1e-4)
+        assert b.geometry == s.geometry
+
+
+def test_sam3_concepts_and_objects_on_two_cameras_encode_once(checkpoints, frames, monkeypatch):
+    def pipeline():
+        config = PerceptionConfig(backend=BackendConfig(backend="sam3", checkpoint=str(checkpoints["sam3_video"]),
+                                                        score_threshold=0.0),
+                                  tracker=TrackerConfig(score_threshold=0.0), cleanup=False)
+        p = PerceptionPipeline(config)
+        for name in ("left", "right"):
+            p.camera(name)
+        p.apply_prompt(PromptUpdate(PromptAction.ADD, object_id=1, target="left", boxes=(BoxPrompt(100, 80, 400, 300),)))
+        p.apply_prompt(PromptUpdate(PromptAction.ADD, target="right", concepts=("person",)))
+        return p
+
+    batched, sequential = pipeline(), pipeline()
+    calls = []
+    detector = batched.backend.detector
+    original = detector.get_vision_features
+    monkeypatch.setattr(detector, "get_vision_features",
+                        lambda **k: calls.append(k["pixel_values"].shape[0]) or original(**k))
+    for t, (left, right) in enumerate(frames):
+        out = batched.segment_many([("left", left, float(t)), ("right", right, float(t))])
+        ref = [sequential.segment("left", left, float(t)), sequential.segment("right", right, float(t))]
+        for got, want in zip(out, ref):
+            assert [i.instance_id for i in got.instances] == [i.instance_id for i in want.instances]
+            assert [i.label for i in got.instances] == [i.label for i in want.instances]
+            for a, b in zip(got.instances, want.instances):
+                assert a.score == pytest.approx(b.score, abs=1e-3)
+                assert np.mean(a.mask != b.mask) < 1e-3
+    assert len(out[1].instances) > 0 and {i.label for i in out[1].instances} == {"person"}
+    assert calls == [2, 2, 2]

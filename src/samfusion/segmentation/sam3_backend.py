@@ -36,7 +36,7 @@ from samfusion.segmentation.checkpoints import (
 from samfusion.segmentation.config import BackendConfig
 from samfusion.segmentation.preprocess import FrameGeometry, ImageSpec, mask_nms
 from samfusion.segmentation.prompts import ConceptPrompt, PromptSet
-from samfusion.segmentation.sam2_backend import PromptableSamBackend
+from samfusion.segmentation.sam2_backend import PromptableSamBackend, _batch_item
 from samfusion.segmentation.sam_head import FrameFeatures, to_instances
 
 __all__ = ["Sam3Backend", "Sam3TrackerBackend", "Sam3Frame"]
@@ -117,8 +117,26 @@ class Sam3Backend(PromptableSamBackend):
         return Sam3Frame(list(feats), list(pos), geometry, vision)
 
     def encode_many(self, images: Sequence[np.ndarray]) -> list[Sam3Frame]:  # type: ignore[override]
-        """Frame by frame: the detector's vision output does not split by batch item cheaply."""
-        return [self.encode(image) for image in images]
+        """One backbone call for several frames (cameras); each result equals ``encode``.
+
+        The batched vision output is split into per-frame views (no copies): batch item ``i`` of
+        every detector level and of every tracker level.
+        """
+        if len(images) == 1:
+            return [self.encode(images[0])]
+        pixel_values, geometries = zip(*(self.transform(image) for image in images))
+        vision = self.detector.get_vision_features(pixel_values=torch.cat(pixel_values, 0))
+        feats, pos = self.model.get_vision_features_for_tracker(vision)
+        frames = []
+        for i, geometry in enumerate(geometries):
+            item = type(vision)(
+                last_hidden_state=vision.last_hidden_state[i:i + 1],
+                fpn_hidden_states=tuple(h[i:i + 1] for h in vision.fpn_hidden_states),
+                fpn_position_encoding=tuple(p[i:i + 1] for p in vision.fpn_position_encoding),
+            )
+            frames.append(Sam3Frame([f[:, i:i + 1] for f in feats], [_batch_item(p, i) for p in pos],
+                                    geometry, item))
+        return frames
 
     def _detections(self, features: FrameFeatures, prompts: PromptSet) -> list[Instance]:
         out = super()._detections(features, prompts)
