@@ -125,6 +125,8 @@ def test_kitti_folder_input_matches_samfusion_kitti(tmp_path: Path, kitti_root: 
     assert main(["process", str(kitti_root), "--label-prompts", "--out", str(tmp_path), "--no-progress"]) == 0
     out = tmp_path / "kitti_object_samfusion"
     summary = json.loads((out / "summary.json").read_text())
+    assert [summary[k] for k in ("images", "images_segmented", "clouds", "clouds_labeled", "clouds_unlabeled")] == \
+        [3, 3, 3, 3, 0]
     cv2.setRNGSeed(0)
     rows, totals = evaluate_kitti(kitti_root, {})
     assert [(r["frame"], r["object_id"], r["labeled_points"], r["true_positives"]) for r in summary["objects"]] == \

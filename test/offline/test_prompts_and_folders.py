@@ -120,7 +120,7 @@ def test_image_folder_with_a_frame_range(tmp_path: Path, bedroom: Path) -> None:
         original = cv2.imread(str(bedroom / f"{i:05d}.jpg"))
         assert overlay.shape == original.shape and np.any(overlay != original)
     summary = json.loads((result / "summary.json").read_text())
-    assert (summary["images_segmented"], summary["prompts_applied"]) == (5, 3)  # child, bed added, bed removed
+    assert (summary["images"], summary["images_segmented"], summary["prompts_applied"]) == (5, 5, 3)  # child, bed added, bed removed
 
 
 def test_concepts_need_a_concept_backend(tmp_path: Path, bedroom: Path, capsys) -> None:

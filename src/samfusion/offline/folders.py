@@ -111,6 +111,7 @@ def process_image_folder(root: str | Path, output: Path, pipeline: Any, schedule
                     seg = pipeline.segment(CAMERA, rgb, float(index))
                     _write_images(staged, path.stem, rgb, seg, options.overlays)
                     results.write(json.dumps(frame_record(path.stem, seg, image=path.name)) + "\n")
+                    stats.counters["images"] += 1
                     stats.counters["images_segmented"] += 1
                     progress.update(1, frames=1)
             finally:
@@ -170,7 +171,9 @@ def process_kitti_folder(root: str | Path, output: Path, pipeline: Any, schedule
                         acc = kitti_point_accuracy(xyz, labels.instance, frame.labels, frame.calib)
                         accuracy += acc
                         rows += [{"frame": frame_id, **a.__dict__} for a in acc]
+                    stats.counters["images"] += 1
                     stats.counters["images_segmented"] += 1
+                    stats.counters["clouds"] += 1
                     stats.counters["clouds_labeled"] += 1
                     stats.counters["points_labeled"] += n_labeled
                     progress.update(1, frames=1)
