@@ -40,3 +40,15 @@ def test_demo_writes_overlays_clouds_and_summary(tmp_path):
     assert int((cloud["instance"] == 1).sum()) == truck["points"]
     assert np.isclose(summary["accuracy"]["objects"], 6)
     assert "point accuracy vs KITTI 3D boxes" in proc.stdout and str(out) in proc.stdout
+
+
+def test_demo_stops_early_and_says_why_when_the_model_does_not_load(tmp_path):
+    out = tmp_path / "demo"
+    missing = tmp_path / "no_such_checkpoint"
+    proc = subprocess.run([sys.executable, "-m", "samfusion.ros.demo", "--out", str(out), "--backend", "sam2",
+                           "--checkpoint", str(missing), "--timeout", "150"], cwd=REPO_ROOT, env=node_env(),
+                          capture_output=True, text=True, timeout=200)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "demo failed: the perception node could not load its sam2 model" in proc.stderr
+    assert str(missing) in proc.stderr  # the node's own error, from its log, names the checkpoint
+    assert "timed out" not in proc.stderr and not (out / "summary.json").exists()

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from sensor_msgs.msg import Image, PointCloud2
 from std_msgs.msg import String
@@ -58,6 +59,8 @@ class Recorder(Node):
         self.cloud_sub = self.create_subscription(PointCloud2, "points_labeled",
                                                   lambda m: self._keep(self.clouds, m), RESULT_QOS)
         self.create_subscription(MarkerArray, "objects", self._on_markers, RESULT_QOS)
+        self.model_error = ""  # set when the perception node reports that its model did not load
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, RESULT_QOS)
 
     @staticmethod
     def _key(msg: Any) -> tuple[int, int]:
@@ -69,6 +72,13 @@ class Recorder(Node):
     def _on_markers(self, msg: MarkerArray) -> None:
         if msg.markers:
             self.markers[self._key(msg.markers[0])] = msg
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name.endswith(": perception"):
+                values = {kv.key: kv.value for kv in status.values}
+                if values.get("model_loaded") == "False" and values.get("model_load_errors", "0") != "0":
+                    self.model_error = f"the perception node could not load its {values.get('backend')} model"
 
     def _on_frame(self, msg: String) -> None:
         frame_id, sec, nanosec = msg.data.split()
@@ -190,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
             return rec.cloud_sub.get_publisher_count() >= 1
 
         def frames_done() -> bool:
+            if rec.model_error:
+                raise _DemoFailed(rec.model_error, out / "perception_node.log")
             for proc, log in ((perception, "perception_node.log"), (player, "kitti_player.log")):
                 if proc is not None and proc.poll() not in (None, 0):
                     raise _DemoFailed(f"{log.split('.')[0]} exited with status {proc.returncode}", out / log)
