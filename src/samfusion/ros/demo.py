@@ -32,7 +32,8 @@ from samfusion.convert.image import image_to_numpy
 from samfusion.convert.pcd_io import write_pcd
 from samfusion.convert.pointcloud2 import cloud_to_structured, xyz_array
 from samfusion.geometry.projection import project_points
-from samfusion.io.kitti import read_kitti_frame
+from samfusion.errors import SamFusionError
+from samfusion.io.kitti import kitti_frame_ids, read_kitti_frame
 from samfusion.pipeline.evaluation import kitti_point_accuracy, summarize
 from samfusion.pipeline.overlay import draw_points
 from samfusion.ros.kitti_player import default_data_dir
@@ -93,9 +94,11 @@ class _DemoFailed(RuntimeError):
     """Why the demo stopped, with the last warnings and errors of the log that explains it."""
 
     def __init__(self, what: str, log: Path) -> None:
-        lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+        lines = [line for line in (log.read_text(errors="replace").splitlines() if log.exists() else [])
+                 if line.strip()]
         tail = [line for line in lines if "WARN" in line or "ERROR" in line or "Error" in line][-5:]
-        detail = "\n  ".join(tail) if tail else "(no warnings logged)"
+        tail = tail or lines[-3:]  # a node that refused its parameters prints one plain line
+        detail = "\n  ".join(tail) if tail else "(the log is empty)"
         super().__init__(f"{what}; see {log}\n  {detail}")
 
 
@@ -171,20 +174,52 @@ def _print_summary(frames: list[dict], out: Path) -> None:
                   f"{o.get('precision', float('nan')):>5.2f} {o.get('recall', float('nan')):>5.2f}")
 
 
+def _positive(text: str) -> float:
+    value = float(text)
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+#: What one run writes; removed first, so the folder never mixes two runs.
+_RESULT_GLOBS = ("*_overlay.png", "*_points.png", "*_labeled.pcd", "summary.json")
+
+
+def _prepare_out(out: Path) -> str:
+    """Create ``out`` and remove an earlier run's results; returns why it cannot, or ''."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for pattern in _RESULT_GLOBS:
+            for old in out.glob(pattern):
+                old.unlink()
+    except OSError as exc:
+        return f"cannot use output folder {out}: {exc.strerror or exc}"
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
-    ap.add_argument("--data", default="", help="KITTI object folder (default: bundled frames)")
-    ap.add_argument("--backend", default="classical", help="segmentation backend (classical, sam2, sam3)")
-    ap.add_argument("--checkpoint", default="", help="checkpoint for SAM backends")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--rate", type=float, default=0.5, help="player frames per second")
-    ap.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds")
+    ap = argparse.ArgumentParser(prog="python -m samfusion.ros.demo", description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--out", default="out/demo", help="output folder (results of an earlier run there are replaced)")
+    ap.add_argument("--data", default="", help="KITTI object folder (image_2, velodyne, calib, label_2); "
+                    "empty: the bundled frames")
+    ap.add_argument("--backend", default="classical", help="segmentation backend (classical, sam2, sam3, sam3_tracker)")
+    ap.add_argument("--checkpoint", default="", help="checkpoint for SAM backends (local directory or hub id)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda:N (SAM backends)")
+    ap.add_argument("--rate", type=_positive, default=0.5, help="player frames per second")
+    ap.add_argument("--timeout", type=_positive, default=120.0, help="give up after this many seconds")
     args = ap.parse_args(argv)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     data_dir = args.data or default_data_dir()
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        expected = len(kitti_frame_ids(data_dir))
+        problem = _prepare_out(out)
+    except SamFusionError as exc:
+        problem = str(exc)
+    if problem:
+        print(f"demo: {problem}", file=sys.stderr)
+        return 2
     node_params = {"backend": args.backend, "device": args.device}
     if args.checkpoint:
         node_params["checkpoint"] = args.checkpoint
@@ -210,7 +245,6 @@ def main(argv: list[str] | None = None) -> int:
         _spin_until(rec, node_up, args.timeout)
         player = _start("samfusion.ros.kitti_player", {"data_dir": data_dir, "rate_hz": args.rate},
                         out / "kitti_player.log")
-        expected = len({p.stem for p in (Path(data_dir) / "image_2").glob("*.png")})
         _spin_until(rec, frames_done, args.timeout)
         _spin_until(rec, lambda: False, 1.5)  # the result re-published with 3D fields follows the cloud
         if not rec.complete(expected):

@@ -148,8 +148,10 @@ def _default_pools_file() -> Path | None:
 class FusionNode(Node):
     """See module docstring."""
 
+    NODE_NAME = "sam_fusion_fusion"  # default name, also used in start-up error messages
+
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__("sam_fusion_fusion", **kwargs)
+        super().__init__(self.NODE_NAME, **kwargs)
         self.params = declare_parameters(self, FUSION_PARAMS)
         self.counters: Counter[str] = Counter()
         self._lock = threading.Lock()

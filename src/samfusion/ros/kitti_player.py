@@ -14,7 +14,6 @@ from typing import Any
 
 import rclpy
 from geometry_msgs.msg import TransformStamped
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header, String
@@ -27,6 +26,7 @@ from samfusion.geometry.camera_info import camera_model_to_camera_info
 from samfusion.io.kitti import KittiFrame, kitti_frame_ids, prompts_from_labels, read_kitti_frame
 from samfusion.ros.params import ParamSpec, declare_parameters
 from samfusion.ros.qos import LATCHED_QOS, LOG_QOS, PROMPT_QOS, SENSOR_QOS
+from samfusion.ros.runtime import spin_node
 
 __all__ = ["KittiPlayer", "main", "PLAYER_PARAMS", "default_data_dir"]
 
@@ -67,8 +67,12 @@ PLAYER_PARAMS = (
 
 
 class KittiPlayer(Node):
+    """Publishes the KITTI frames of a folder on the camera, camera_info, LiDAR and prompt topics."""
+
+    NODE_NAME = "kitti_player"  # default name, also used in start-up error messages
+
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__("kitti_player", **kwargs)
+        super().__init__(self.NODE_NAME, **kwargs)
         self.p = declare_parameters(self, PLAYER_PARAMS)
         root = self.p["data_dir"] or default_data_dir()
         self.frame_ids = list(self.p["frames"]) or kitti_frame_ids(root)
@@ -156,23 +160,16 @@ class KittiPlayer(Node):
                                f"{len(frame.labels)} labels")
 
 
+def _play(node: KittiPlayer) -> None:
+    while rclpy.ok() and not node.finished:
+        rclpy.spin_once(node, timeout_sec=0.05)
+    end = time.monotonic() + 1.0  # let reliable messages drain before leaving
+    while rclpy.ok() and time.monotonic() < end:
+        rclpy.spin_once(node, timeout_sec=0.05)
+
+
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node: KittiPlayer | None = None
-    try:
-        node = KittiPlayer()
-        while rclpy.ok() and not node.finished:
-            rclpy.spin_once(node, timeout_sec=0.05)
-        end = time.monotonic() + 1.0  # let reliable messages drain before leaving
-        while rclpy.ok() and time.monotonic() < end:
-            rclpy.spin_once(node, timeout_sec=0.05)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    spin_node(KittiPlayer, args, run=_play)
 
 
 if __name__ == "__main__":

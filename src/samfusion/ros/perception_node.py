@@ -59,8 +59,10 @@ __all__ = ["PerceptionNode", "main"]
 class PerceptionNode(Node):
     """See module docstring. Topics are relative so namespaces and remaps work as usual."""
 
+    NODE_NAME = "sam_fusion_perception"  # default name, also used in start-up error messages
+
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__("sam_fusion_perception", **kwargs)
+        super().__init__(self.NODE_NAME, **kwargs)
         self.params = declare_parameters(self, PERCEPTION_PARAMS)
         self.counters: Counter[str] = Counter()
         self._last_log: dict[str, tuple[float, int]] = {}

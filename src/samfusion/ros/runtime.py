@@ -7,6 +7,7 @@ from typing import Callable
 
 import rclpy
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 
@@ -16,25 +17,34 @@ __all__ = ["spin_node"]
 
 
 def spin_node(factory: Callable[[], Node], args: list[str] | None = None,
-              threads: Callable[[Node], int] = lambda node: 2) -> None:
+              threads: Callable[[Node], int] = lambda node: 2,
+              run: Callable[[Node], None] | None = None) -> None:
     """Run the node ``factory()`` builds until Ctrl-C or shutdown, without a traceback.
 
-    A configuration error while building it (bad parameters, missing files) prints one line
-    naming the node and exits with status 2, so a launch file shows why instead of a stack.
+    ``run`` drives the node (default: spin a multi-threaded executor until shutdown). A
+    configuration error (bad parameters, an unreadable parameter file, missing files) prints one
+    line naming the node and exits with status 2, so a launch file shows why instead of a stack.
     """
-    rclpy.init(args=args)
+    name = getattr(factory, "NODE_NAME", getattr(factory, "__name__", "node"))
+    try:
+        rclpy.init(args=args)
+    except _rclpy.RCLError as exc:  # e.g. --params-file that does not exist or does not parse
+        print(f"sam_fusion {name}: {str(exc).split(', at ')[0]}", file=sys.stderr)
+        sys.exit(2)
     node: Node | None = None
     code = 0
     try:
         node = factory()
-        executor = MultiThreadedExecutor(num_threads=threads(node))
-        executor.add_node(node)
-        executor.spin()
+        if run is not None:
+            run(node)
+        else:
+            executor = MultiThreadedExecutor(num_threads=threads(node))
+            executor.add_node(node)
+            executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except (SamFusionError, ValueError, InvalidParameterValueException, InvalidParameterTypeException) as exc:
-        name = node.get_name() if node is not None else getattr(factory, "__name__", "node")
-        print(f"sam_fusion {name}: {exc}", file=sys.stderr)
+        print(f"sam_fusion {node.get_name() if node is not None else name}: {exc}", file=sys.stderr)
         code = 2
     finally:
         if node is not None:
