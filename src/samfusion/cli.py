@@ -1,4 +1,4 @@
-"""The ``samfusion`` command line: the same core as the nodes, without ROS.
+"""The samfusion command line: the same core as the nodes, without ROS.
 
 Sub-commands: ``kitti`` (run the perception pipeline over a KITTI object folder and score it
 against the 3D boxes), ``process`` (recorded bags and folders, see ``samfusion process -h``) and
@@ -56,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._run(args))
     except SamFusionError as exc:
         print(f"samfusion {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # an output folder that cannot be created or written, a full disk
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"samfusion {args.command}: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
 
 

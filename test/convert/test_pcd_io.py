@@ -266,6 +266,9 @@ def test_bad_point_files(tmp_path):
     (tmp_path / "k.bin").write_bytes(b"\x00" * 15)
     with pytest.raises(ConversionError, match="multiple of the 16-byte"):
         read_kitti_bin(tmp_path / "k.bin")
+    (tmp_path / "k.bin").write_bytes(b"")
+    with pytest.raises(ConversionError, match=r"KITTI \.bin file is empty \(0 bytes\)"):
+        read_kitti_bin(tmp_path / "k.bin")
     (tmp_path / "t.ply").write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 5\nproperty float x\nend_header\n\x00")
     with pytest.raises(ConversionError, match="truncated PLY"):
         read_ply(tmp_path / "t.ply")

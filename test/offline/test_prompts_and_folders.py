@@ -128,3 +128,39 @@ def test_concepts_need_a_concept_backend(tmp_path: Path, bedroom: Path, capsys) 
     err = capsys.readouterr().err
     assert "prompt 0 on camera 'camera' frame 0" in err and "sam3" in err.lower()
     assert not (tmp_path / "o").exists() or list((tmp_path / "o").iterdir()) == []
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"\x00\xff\xfe", r"prompts file .*bad\.yaml is not UTF-8 text \(byte 1: invalid start byte\)"),
+    (b"- box: [1, 2\n- label: x\n", r"prompts file .*bad\.yaml is not valid YAML: expected ',' or '\]', but got ':' at line 2, column 8$"),
+])
+def test_unreadable_prompt_files_give_one_line(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_prompts_file(path)
+    assert "\n" not in str(info.value)
+
+
+def test_a_box_that_fits_only_some_images_is_skipped_and_counted(tmp_path: Path, shared_data: Path,
+                                                                   capsys) -> None:
+    images = shared_data / "sam_demo" / "images"  # dog.jpg and groceries.jpg are 800 wide
+    args = ["process", str(images), "--box", "1000,100,1200,300", "--out", str(tmp_path), "--no-progress"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "samfusion process: dog.jpg: skipped on this 800x534 frame: object 1: box" in err
+    result = tmp_path / "images_samfusion"
+    summary = json.loads((result / "summary.json").read_text())
+    assert (summary["images"], summary["prompts_skipped"]) == (5, 2)
+    lines = {json.loads(line)["image"]: json.loads(line) for line in (result / "results.jsonl").read_text().splitlines()}
+    assert [o["id"] for o in lines["cars.jpg"]["objects"]] == [1] and lines["dog.jpg"]["objects"] == []
+
+
+def test_output_that_cannot_be_created_is_one_line(tmp_path: Path, kitti_root: Path, capsys) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    assert main(["kitti", str(kitti_root), "--out", str(blocker)]) == 2
+    assert capsys.readouterr().err.strip() == f"samfusion kitti: File exists: {blocker}"
+    assert main(["kitti", str(tmp_path / "missing"), "--out", str(tmp_path / "out")]) == 2
+    assert "no complete KITTI frames" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # nothing created for a failed run

@@ -525,6 +525,8 @@ _NUSCENES_DT = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("intensity",
 
 def _read_fixed(path: PathLike, dt: np.dtype, what: str) -> np.ndarray:
     raw = _read_bytes(path)
+    if not raw:  # a spinning LiDAR scan always has points: an empty file is a broken copy
+        raise ConversionError(f"{path}: {what} file is empty (0 bytes)")
     if len(raw) % dt.itemsize:
         raise ConversionError(
             f"{path}: {what} file size {len(raw)} is not a multiple of the {dt.itemsize}-byte point"

@@ -14,11 +14,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from samfusion.fusion.catalog import ModelPrice
 from samfusion.fusion.errors import PoolConfigError
 from samfusion.fusion.secrets import DEFAULT_KEY_ENV
+from samfusion.io.yaml_file import load_yaml
 
 __all__ = [
     "FusionMode",
@@ -290,12 +289,7 @@ def parse_settings(raw: Mapping[str, Any] | None) -> FusionSettings:
 def load_settings(path: str | Path) -> FusionSettings:
     """Read and validate a pools YAML file."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise PoolConfigError(f"cannot read pools file {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise PoolConfigError(f"pools file {path} is not valid YAML: {exc}") from None
+    raw = load_yaml(path, "pools file", PoolConfigError)
     try:
         return parse_settings(raw)
     except PoolConfigError as exc:

@@ -109,6 +109,7 @@ def process_image_folder(root: str | Path, output: Path, pipeline: Any, schedule
                     stats.counters["prompts_applied"] += schedule.before_frame(
                         pipeline, CAMERA, index, (rgb.shape[1], rgb.shape[0]))
                     seg = pipeline.segment(CAMERA, rgb, float(index))
+                    stats.skip_prompts(seg.rejected_prompts, path.name)
                     _write_images(staged, path.stem, rgb, seg, options.overlays)
                     results.write(json.dumps(frame_record(path.stem, seg, image=path.name)) + "\n")
                     stats.counters["images"] += 1
@@ -159,6 +160,7 @@ def process_kitti_folder(root: str | Path, output: Path, pipeline: Any, schedule
                             stats.counters["prompts_applied"] += 1
                     stats.counters["prompts_applied"] += schedule.before_frame(pipeline, CAMERA, index, size)
                     seg = pipeline.segment(CAMERA, frame.image, float(index))
+                    stats.skip_prompts(seg.rejected_prompts, f"frame {frame_id}")
                     xyz = xyz_array(frame.cloud)
                     labels = pipeline.label_cloud(xyz, [seg])
                     _write_images(staged, frame_id, frame.image, seg, options.overlays)

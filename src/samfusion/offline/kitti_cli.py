@@ -12,7 +12,7 @@ import numpy as np
 
 from samfusion.convert.pcd_io import write_pcd
 from samfusion.convert.pointcloud2 import add_fields, xyz_array
-from samfusion.io.kitti import iter_kitti, prompts_from_labels
+from samfusion.io.kitti import iter_kitti, kitti_frame_ids, prompts_from_labels
 from samfusion.pipeline.evaluation import ObjectAccuracy, kitti_point_accuracy, summarize
 from samfusion.pipeline.overlay import render_overlay
 from samfusion.pipeline.perception import PerceptionPipeline, perception_config_from_flat
@@ -27,9 +27,11 @@ def add_kitti_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "precision / recall inside the labels' 3D boxes.")
     p.add_argument("data", nargs="?", default="data/kitti", help="KITTI object folder")
     p.add_argument("--out", default="", help="write overlays, labeled PCDs and summary.json here")
-    p.add_argument("--backend", default="classical")
-    p.add_argument("--checkpoint", default="")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--backend", default="classical", help="classical, sam2, sam3 or sam3_tracker")
+    p.add_argument("--checkpoint", default="", help="SAM checkpoint directory or cached hub id")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--allow-download", action="store_true",
+                   help="let transformers download a hub checkpoint that is not in the local cache")
     p.add_argument("--no-cleanup", action="store_true", help="skip the 3D instance cleanup")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     return p
@@ -41,6 +43,7 @@ def evaluate_kitti(data: str | Path, config: dict[str, Any],
 
     With ``out``, also writes ``<frame>_overlay.png``, ``<frame>_labeled.pcd`` and summary.json.
     """
+    kitti_frame_ids(data)  # a folder without frames fails before anything is loaded or created
     pipeline = PerceptionPipeline(perception_config_from_flat(config))
     rows: list[dict[str, Any]] = []
     accuracies: list[ObjectAccuracy] = []
@@ -79,7 +82,7 @@ def _write_frame(out: Path, frame_id: str, image: np.ndarray, cloud: np.ndarray,
 
 def run_kitti(args: argparse.Namespace) -> int:
     config = {"backend": args.backend, "checkpoint": args.checkpoint, "device": args.device,
-              "cleanup": not args.no_cleanup}
+              "cleanup": not args.no_cleanup, "allow_download": args.allow_download}
     start = time.perf_counter()
     rows, totals = evaluate_kitti(args.data, config, Path(args.out) if args.out else None)
     elapsed = time.perf_counter() - start

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from samfusion.errors import ConfigError, SamFusionError
+from samfusion.io.yaml_file import load_yaml
 
 __all__ = ["add_process_parser", "run_process", "input_kind", "output_for", "load_config"]
 
@@ -44,6 +45,8 @@ def add_process_parser(subparsers: Any) -> argparse.ArgumentParser:
     model.add_argument("--backend", default=None, help="classical, sam2, sam3 or sam3_tracker (default: classical)")
     model.add_argument("--checkpoint", default=None, help="SAM checkpoint directory or cached hub id")
     model.add_argument("--device", default=None, help="cpu, cuda or cuda:N")
+    model.add_argument("--allow-download", action="store_true",
+                       help="let transformers download a hub checkpoint that is not in the local cache")
     model.add_argument("--no-cleanup", action="store_true", help="skip the 3D instance cleanup")
     model.add_argument("--seed", type=int, default=0, help="OpenCV RNG seed for reproducible runs (-1: none)")
     topics = p.add_argument_group("bag topics")
@@ -92,12 +95,7 @@ def output_for(path: Path, out_dir: Path) -> Path:
 
 def load_config(path: str) -> dict[str, Any]:
     """Flat parameters from YAML: a flat mapping, or ``<node>: {ros__parameters: {...}}``."""
-    import yaml
-
-    try:
-        tree = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    tree = load_yaml(path, "config", ConfigError) or {}
     if not isinstance(tree, dict):
         raise ConfigError(f"config {path}: expected a mapping")
     for value in tree.values():
@@ -203,6 +201,8 @@ def _run(args: argparse.Namespace) -> int:
             flat[key] = getattr(args, key)
     if args.no_cleanup:
         flat["cleanup"] = False
+    if args.allow_download:
+        flat["allow_download"] = True
     config = perception_config_from_flat(flat)
     offsets = _config_offsets(flat)
     for name, value in _pairs(args.time_offset, "--time-offset").items():
@@ -252,5 +252,8 @@ def _print_table(report: dict[str, Any]) -> None:
         print(f"{Path(name).name[:28]:28} {r['kind']:6} {r.get('images_segmented', 0):>6} {r.get('clouds', 0):>6} "
               f"{r.get('clouds_labeled', 0):>7} {r.get('clouds_unlabeled', 0):>6} {r.get('points_labeled', 0):>8} "
               f"{bad:>4} {r['seconds']:>6.1f}  {r['output']}")
+        if r.get("prompts_skipped"):
+            print(f"{'':28} prompts skipped on frames they did not fit: {r['prompts_skipped']} "
+                  "(the first are printed above)")
         if r.get("unpaired"):
             print(f"{'':28} clouds without an image in range, per camera: {r['unpaired']}")

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from samfusion.errors import ConfigError, PromptError
+from samfusion.io.yaml_file import load_yaml
 from samfusion.segmentation.prompts import BoxPrompt, PointPrompt, PromptAction, PromptUpdate
 
 __all__ = ["ScheduledPrompt", "PromptSchedule", "load_prompts_file", "parse_prompts", "dump_prompts",
@@ -140,12 +141,7 @@ def dump_prompts(prompts: Sequence[ScheduledPrompt]) -> dict[str, Any]:
 
 
 def load_prompts_file(path: str | Path) -> list[ScheduledPrompt]:
-    import yaml
-
-    try:
-        tree = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read prompts file {path}: {exc}") from exc
+    tree = load_yaml(path, "prompts file", ConfigError)
     try:
         return parse_prompts(tree or [])
     except ConfigError as exc:

@@ -74,7 +74,15 @@ class RunStats:
     skipped: bool = False
 
     KEYS = ("images", "images_segmented", "clouds", "clouds_labeled", "clouds_unlabeled", "points_labeled",
-            "prompts_applied", "segmentations_written")
+            "prompts_applied", "prompts_skipped", "segmentations_written")
+    WARN_FIRST = 5  # skipped prompts are all counted; the first few are also printed
+
+    def skip_prompts(self, reasons: list[str], where: str) -> None:
+        """Count stored prompts a frame could not use (a box outside a smaller image, say)."""
+        for reason in reasons:
+            self.counters["prompts_skipped"] += 1
+            if self.counters["prompts_skipped"] <= self.WARN_FIRST:
+                print(f"samfusion process: {where}: {reason}", file=sys.stderr)
 
     def as_dict(self) -> dict[str, Any]:
         counts = {**{k: 0 for k in self.KEYS}, **self.counters}
@@ -367,6 +375,7 @@ class _BagJob:
         if self.schedule:
             self.stats.counters["prompts_applied"] += self.schedule.before_frame(self.pipeline, camera, index, size)
         seg = self.pipeline.segment(camera, rgb, float(msg.header.stamp.sec) + msg.header.stamp.nanosec * 1e-9)
+        self.stats.skip_prompts(seg.rejected_prompts, f"camera '{camera}' image {index}")
         if self.options.overlays:
             overlay = render_overlay(rgb, seg.id_image, seg.instances)
             self.writer.write(self._topic(camera, "overlay"), "sensor_msgs/msg/Image", t,

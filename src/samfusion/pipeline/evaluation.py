@@ -61,7 +61,7 @@ def summarize(results: Sequence[ObjectAccuracy]) -> dict[str, float]:
     recalls = [r.recall for r in results if r.gt_points]
     precisions = [r.precision for r in results if r.labeled_points]
     return {
-        "objects": float(len(results)),
+        "objects": len(results),
         "micro_recall": tp / gt if gt else float("nan"),
         "micro_precision": tp / lab if lab else float("nan"),
         "macro_recall": float(np.mean(recalls)) if recalls else float("nan"),
