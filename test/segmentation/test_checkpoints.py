@@ -50,10 +50,10 @@ def test_uncached_sam3_hub_id_explains_gating_and_download(empty_hub_cache):
     with pytest.raises(CheckpointError) as err:
         create_backend(BackendConfig(backend="sam3", checkpoint="facebook/sam3"))
     message = str(err.value)
-    assert "not in the local Hugging Face cache and allow_download is off" in message
+    assert "not in the local Hugging Face cache and downloads are off (node: allow_download:=true" in message
     assert "SAM 3 is gated" in message and "hf auth login" in message
     assert "hf download facebook/sam3 --local-dir ~/models/sam3" in message
-    assert "checkpoint:=~/models/sam3" in message
+    assert "checkpoint:=~/models/sam3" in message and "--checkpoint ~/models/sam3" in message
 
 
 def test_hub_id_already_in_the_cache_loads_offline(empty_hub_cache, checkpoints):
@@ -142,7 +142,7 @@ def test_dtype_names_map_to_torch_dtypes():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_device_without_cuda_is_a_clear_error(checkpoints):
-    with pytest.raises(BackendError, match="CUDA is not available; use device:=cpu"):
+    with pytest.raises(BackendError, match="CUDA is not available; use device cpu"):
         resolve_device("cuda:0")
     with pytest.raises(BackendError, match="CUDA is not available"):
         create_backend(make_config("sam2", checkpoints, device="cuda"))

@@ -158,6 +158,7 @@ class SegmentationBackend(ABC):
 
     def _text_refusal(self) -> str:
         return (
-            f"backend '{self.name}' cannot take text concepts; set backend:=sam3 with a SAM 3 "
-            "checkpoint (checkpoint:=facebook/sam3 or a local directory) to segment by text"
+            f"backend '{self.name}' cannot take text concepts; use backend sam3 (node: backend:=sam3, "
+            "command line: --backend sam3) with a SAM 3 checkpoint (facebook/sam3 or a local directory) "
+            "to segment by text"
         )

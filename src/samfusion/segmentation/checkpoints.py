@@ -56,8 +56,9 @@ def download_hint(checkpoint: str, backend: str) -> str:
     if "sam3" in repo:
         gated = (f"SAM 3 is gated: accept the licence on https://huggingface.co/{repo}, run "
                  "`hf auth login`, then ")
-    return (f"{gated}download it with `hf download {repo} --local-dir {target}` and set "
-            f"checkpoint:={target} (or keep the hub id: it is then read from the Hugging Face cache)")
+    return (f"{gated}download it with `hf download {repo} --local-dir {target}` and set the checkpoint "
+            f"to it (node: checkpoint:={target}, command line: --checkpoint {target}), or keep the hub "
+            "id: it is then read from the Hugging Face cache")
 
 
 def _looks_like_hub_id(checkpoint: str) -> bool:
@@ -92,7 +93,8 @@ def resolve_checkpoint(config: BackendConfig) -> Path:
         elif "RepositoryNotFound" in kind:
             reason = "does not exist on the hub (or is private)"
         elif not config.allow_download:
-            reason = "is not in the local Hugging Face cache and allow_download is off"
+            reason = ("is not in the local Hugging Face cache and downloads are off (node: allow_download:=true, "
+                      "command line: --allow-download)")
         else:
             reason = f"could not be downloaded ({kind}: {exc})"
         raise CheckpointError(
@@ -115,7 +117,8 @@ def resolve_device(device: str) -> torch.device:
     dev = torch.device(device)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise BackendError(f"device '{device}' requested but CUDA is not available; use device:=cpu")
+            raise BackendError(f"device '{device}' requested but CUDA is not available; use device cpu "
+                                 "(node: device:=cpu, command line: --device cpu)")
         index = dev.index or 0
         if index >= torch.cuda.device_count():
             raise BackendError(

@@ -66,8 +66,9 @@ class Sam3TrackerBackend(PromptableSamBackend):
 
     def _text_refusal(self) -> str:
         return (
-            "backend 'sam3_tracker' takes points, boxes and masks only; set backend:=sam3 (same "
-            "checkpoint, facebook/sam3) to segment text concepts"
+            "backend 'sam3_tracker' takes points, boxes and masks only; use backend sam3 (node: "
+            "backend:=sam3, command line: --backend sam3; same checkpoint, facebook/sam3) to segment "
+            "text concepts"
         )
 
 

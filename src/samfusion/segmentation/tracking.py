@@ -225,7 +225,7 @@ class ObjectTracker:
                 self.backend.check_prompts(PromptSet(objects=(obj,)), height, width)
                 kept.append(obj)
             except PromptError as exc:
-                rejected.append(f"object {obj.object_id} skipped on this {width}x{height} frame: {exc}")
+                rejected.append(f"skipped on this {width}x{height} frame: {exc}")  # exc names the object
         return replace(prompts, objects=tuple(kept)), rejected
 
     @property
