@@ -56,3 +56,28 @@ def test_demo_reports_a_node_that_refused_its_parameters_and_clears_old_results(
     assert "demo failed: the perception node exited" in proc.stderr
     assert "backend='nonsense' is not one of" in proc.stderr  # the node's own line, from its log
     assert sorted(p.name for p in out.iterdir()) == ["perception_node.log"]
+
+
+def test_unknown_parameters_are_named_in_a_warning():
+    import time
+
+    from samfusion.ros.processes import node_command, stop_process
+
+    cmd = node_command("samfusion.ros.perception_node", {"backend": "classical", "score_treshold": 0.3})
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=node_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 60
+        assert proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "loaded classical" in line:  # start-up finished
+                break
+    finally:
+        stop_process(proc, timeout=10)
+    text = "".join(lines)
+    assert "ignoring unknown parameter(s) ['score_treshold']: this node has no such parameter (a typo?)" in text, text

@@ -108,7 +108,18 @@ def declare_parameters(node: Node, specs: Iterable[ParamSpec]) -> dict[str, Any]
         if problem:
             raise ValueError(problem)
         values[spec.name] = (list(value) if value is not None else []) if spec.array else value
+    _warn_unknown_overrides(node)
     return values
+
+
+def _warn_unknown_overrides(node: Node) -> None:
+    """A ``-p name:=value`` or parameter-file entry the node does not have is ignored by ROS;
+    say so, since it is usually a typo (``score_treshold``)."""
+    overrides = getattr(node, "_parameter_overrides", {}) or {}
+    unknown = sorted(name for name in overrides if not node.has_parameter(name))
+    if unknown:
+        node.get_logger().warning(f"ignoring unknown parameter(s) {unknown}: this node has no such "
+                                  "parameter (a typo?); see its parameter table in the README")
 
 
 def read_parameters(node: Node, specs: Sequence[ParamSpec]) -> dict[str, Any]:
