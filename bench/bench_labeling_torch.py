@@ -11,12 +11,7 @@ largest per-camera difference in visible counts). Prints a Markdown section; wri
 ``$OUT/bench_labeling_torch.md`` when ``OUT`` is set; ``--append`` adds it to bench/RESULTS.md.
 
 Usage: PYTHONPATH=src python bench/bench_labeling_torch.py [--repeats 10] [--threads 1] [--append]
-GPU check on a lent device machine (../shared does not travel there, so copy the data into an
-ignored folder of the checkout first: ``mkdir -p .devdata && cp -r ../shared/data/nuscenes_mini_sample
-../shared/data/kitti_object .devdata/ && echo .devdata/ >> .git/info/exclude``), then one run with
-carry [".devdata"]: ``mkdir -p ../shared && ln -sfn "$PWD/.devdata" ../shared/data && export
-PYTHONPATH=src && python3 -m pytest -q -p no:cacheprovider test/geometry/test_torch_labeling.py;
-python3 bench/bench_labeling_torch.py --repeats 20 --large-repeats 10 --threads 16``.
+GPU check on a lent device machine: bench/device/README.md (prepare.sh here, run.sh there).
 """
 
 from __future__ import annotations
