@@ -145,6 +145,7 @@ class FakeOpenRouter:
         self.default: Behaviour | Responder = default or Reply()
         self.models_payload: dict[str, Any] = {"data": []}
         self.models_requests = 0
+        self.models_delay_s = 0.0  # a slow price list (bounded by max_stall_s)
         self.connections = 0  # TCP connections accepted (pooling check)
         self.calls: list[Call] = []
         self._scripts: dict[str, list[Behaviour | Responder]] = {}
@@ -246,6 +247,7 @@ class FakeOpenRouter:
             raw = await reader.readexactly(length) if length else b""
             if method == "GET" and path.rstrip("/").endswith("/models"):
                 self.models_requests += 1
+                await self._pause(self.models_delay_s, reader)
                 await self._send_json(writer, 200, self.models_payload)
             elif method == "POST" and path.rstrip("/").endswith("/chat/completions"):
                 await self._completion(reader, writer, json.loads(raw or b"{}"), headers)

@@ -84,6 +84,7 @@ def test_best_of_picks_judged_answer_with_two_reversed_anonymous_passes(
     assert [c.model for c in result.candidates if c.selected] == ["m/beta"]
     assert result.judge_model == JUDGE
     assert "chose m/beta with mean score 9.0/10" in result.judge_rationale
+    assert "over 2 passes (second in reversed order)" in result.judge_rationale
     judge_calls = fake.calls_for(JUDGE)
     assert len(judge_calls) == 2
     first, second = (list(candidate_blocks(c.body).values()) for c in judge_calls)
@@ -120,7 +121,9 @@ def test_shuffle_is_seeded_and_varies(fake: FakeOpenRouter, client_config: Clien
     orders = []
     for seed in (1, 1, 2, 3, 4, 5):
         before = len(fake.calls_for(JUDGE))
-        run_query(client_config, pool(judge_passes=1), seed=seed)
+        (result,) = run_query(client_config, pool(judge_passes=1), seed=seed)
+        assert len(fake.calls_for(JUDGE)) == before + 1
+        assert result.judge_rationale.startswith(f"Best-of by {JUDGE} over 1 pass: chose m/beta")
         orders.append(tuple(candidate_blocks(fake.calls_for(JUDGE)[before].body).values()))
     assert orders[0] == orders[1]
     assert len(set(orders)) > 1
@@ -276,6 +279,7 @@ def test_cost_cap_refuses_before_dispatch(fake: FakeOpenRouter, client_config: C
     assert not result.success
     assert "exceeds the cap $0.001000; nothing was sent" in result.error
     assert fake.calls == []
+    assert not result.degraded and result.failed_models == ()  # refused, not a degraded answer
     script_members(fake)
     fake.script(JUDGE, judge_choosing("42"))
     (ok,) = run_query(client_config, pool(max_cost_usd=0.001),
@@ -372,3 +376,24 @@ def test_key_never_in_results_or_logs(fake: FakeOpenRouter, client_config: Clien
     assert "HTTP 401" in dumped
     assert TEST_KEY not in dumped and TEST_KEY not in caplog.text
     assert "SECRET" not in dumped and "SECRET" not in caplog.text
+
+
+def test_empty_query_is_refused_without_calls_and_not_degraded(fake: FakeOpenRouter, client_config: ClientConfig) -> None:
+    (result,) = run_query(client_config, pool(), FusionRequest("   "))
+    assert (result.success, result.error, result.degraded, result.failed_models) == (False, "empty query", False, ())
+    assert fake.calls == []
+
+
+def test_a_slow_price_list_does_not_cost_the_query_its_deadline(fake: FakeOpenRouter,
+                                                                client_config: ClientConfig, caplog) -> None:
+    """The models endpoint answers after 4.5 s; the request's deadline is 3 s. The engine waits a
+    quarter of the deadline for prices, then answers with the prices it has (none: free)."""
+    fake.models_delay_s = 4.5
+    script_members(fake)
+    fake.script(JUDGE, judge_choosing("42"))
+    with caplog.at_level(logging.WARNING, logger="samfusion.fusion.engine"):
+        (result,) = run_query(client_config, pool(request_timeout_s=3.0))
+    assert result.success and not result.degraded, result.error
+    assert result.answer == ANSWERS["m/beta"]
+    assert fake.models_requests == 1
+    assert "model price list still loading after 0.8 s" in caplog.text

@@ -15,8 +15,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from samfusion.fusion.errors import FusionError
-
 __all__ = ["ModelPrice", "ModelCatalog", "parse_models_payload"]
 
 _log = logging.getLogger(__name__)
@@ -111,7 +109,7 @@ class ModelCatalog:
                 self._prices = parse_models_payload(await self._fetch())
                 self._next_refresh = self._clock() + self._ttl_s
                 self.last_error = ""
-            except (FusionError, ValueError) as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure keeps the old prices (e.g. a client closed meanwhile)
                 self.last_error = str(exc)
                 self._next_refresh = self._clock() + self._retry_after_failure_s
                 _log.warning("model catalog unavailable, using configured prices: %s", exc)

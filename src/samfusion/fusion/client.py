@@ -11,7 +11,7 @@ calls to a model that keeps failing (see :mod:`breaker`).
 HTTP library (``client.http_library``): ``httpx``, or ``httpx2`` (pydantic's API-identical
 fork whose connection pool does not rescan every pooled connection per request; with 60
 concurrent calls httpx's pool bookkeeping was measured here to delay requests by ~0.7 s and
-cost ~8x the CPU). ``auto`` (default) uses httpx2 when it is installed, else httpx.
+cost ~8x the CPU). ``auto`` uses httpx2 when it is installed, else httpx; the default is httpx.
 """
 
 from __future__ import annotations

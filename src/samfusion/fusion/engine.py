@@ -56,6 +56,8 @@ __all__ = ["FusionEngine"]
 
 _log = logging.getLogger(__name__)
 
+_PRICE_WAIT_S = 5.0  # longest a request waits for a stale price list (see _refresh_prices)
+
 
 class _AllMembersFailed(Exception):
     pass
@@ -96,6 +98,7 @@ class _Run:
     rationale: list[str] = field(default_factory=list)
     concepts: tuple[str, ...] = ()
     detached: list[asyncio.Future[None]] = field(default_factory=list)  # cancelled stragglers
+    dispatched: bool = False  # False: refused before any model was asked (not a degraded answer)
 
     def ok_members(self) -> list[_Member]:
         """Members with an answer, in pool (priority) order."""
@@ -117,7 +120,7 @@ class _Run:
             )
             for m in self.members.values()
         )
-        failed = tuple(m.model for m in self.members.values() if not m.ok)
+        failed = tuple(m.model for m in self.members.values() if not m.ok) if self.dispatched else ()
         return FusionResult(
             success=success,
             answer=self.answer if success else "",
@@ -158,6 +161,7 @@ class FusionEngine:
         )
         self._rng = rng or random.Random()
         self._clock = clock
+        self._catalog_task: asyncio.Future[None] | None = None
 
     async def query(self, request: FusionRequest) -> FusionResult:
         """Run one request to completion, deadline or failure; never raises FusionError."""
@@ -195,11 +199,27 @@ class FusionEngine:
         )
         return result
 
+    async def _refresh_prices(self, pool: PoolConfig) -> None:
+        """Give a stale price list at most min(5 s, a quarter of the deadline) to arrive.
+
+        A slower fetch goes on in the background (the next request gets its prices) and this one
+        is estimated with the prices known so far, so a slow models endpoint never costs a query
+        its deadline.
+        """
+        task = self._catalog_task
+        if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
+            task = self._catalog_task = asyncio.ensure_future(self.catalog.refresh_if_stale())
+        wait = min(_PRICE_WAIT_S, 0.25 * pool.request_timeout_s)
+        try:
+            await asyncio.wait_for(asyncio.shield(task), wait)
+        except asyncio.TimeoutError:
+            _log.warning("model price list still loading after %.1f s; estimating with the prices known so far", wait)
+
     # -- stages ----------------------------------------------------------------------
     async def _execute(self, run: _Run) -> None:
         pool, request = run.pool, run.request
         run.stage = "cost estimate"
-        await self.catalog.refresh_if_stale()
+        await self._refresh_prices(pool)
         messages = member_messages(request.query, system_prompt=pool.system_prompt, scene=request.scene)
         estimate = estimate_request_cost(
             pool, estimate_tokens(messages), self.catalog.price, with_concepts=request.publish_prompts
@@ -211,6 +231,7 @@ class FusionEngine:
                 estimate_usd=estimate.total_usd,
                 cap_usd=pool.max_cost_usd,
             )
+        run.dispatched = True
         concepts = asyncio.ensure_future(self._concepts(run)) if request.publish_prompts else None
         try:
             if pool.mode is FusionMode.SERVER:
@@ -414,7 +435,9 @@ class FusionEngine:
         winner = max(mean, key=lambda model: (mean[model], votes[model], -priority[model]))
         disagreed = len(notes) > 1 and max(votes.values()) < len(notes)
         summary = (
-            f"Best-of by {pool.judge} over {len(notes)} pass(es) (second in reversed order): chose "
+            f"Best-of by {pool.judge} over "
+            + ("1 pass" if len(notes) == 1 else f"{len(notes)} passes (second in reversed order)")
+            + ": chose "
             f"{winner} with mean score {mean[winner]:.1f}/10"
             + (" (passes disagreed; mean score, then votes, then pool priority decided)" if disagreed else "")
             + "."
