@@ -110,3 +110,20 @@ def test_run_query_is_the_parser_default() -> None:
     assert parser.parse_args(["query", "x"]).func is run_query
     text = format_result(FusionResult(success=False, error="no members answered"))
     assert text.splitlines()[0] == "error: no members answered" and "totals: latency 0.00 s" in text
+
+
+def test_pools_file_search_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from samfusion.fusion.cli import POOLS_ENV, find_pools_file
+
+    installed = tmp_path / "install" / "share" / "sam_fusion" / "config" / "fusion_pools.yaml"
+    installed.parent.mkdir(parents=True)
+    installed.write_text("pools: {}\n")
+    monkeypatch.chdir(tmp_path)  # no ./config here
+    monkeypatch.delenv(POOLS_ENV, raising=False)
+    monkeypatch.setenv("AMENT_PREFIX_PATH", f"/nonexistent:{tmp_path / 'install'}")
+    assert find_pools_file() == installed  # a colcon / apt install's share/sam_fusion/config
+    chosen = tmp_path / "mine.yaml"
+    chosen.write_text("pools: {}\n")
+    monkeypatch.setenv(POOLS_ENV, str(chosen))
+    assert find_pools_file() == chosen
+    assert find_pools_file(str(tmp_path / "explicit.yaml")) == tmp_path / "explicit.yaml"  # reported as missing later

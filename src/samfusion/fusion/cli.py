@@ -74,10 +74,14 @@ def add_query_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def find_pools_file(explicit: str = "") -> Path | None:
-    """The pools file: explicit path, $SAMFUSION_POOLS, ./config, or the source checkout's."""
+    """The pools file: explicit path, $SAMFUSION_POOLS, ./config, an installed
+    share/sam_fusion/config (on $AMENT_PREFIX_PATH), or the source checkout's."""
+    installed = [str(Path(prefix) / "share" / "sam_fusion" / "config" / "fusion_pools.yaml")
+                 for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if prefix]
     candidates = [explicit] if explicit else [
         os.environ.get(POOLS_ENV, ""),
         "config/fusion_pools.yaml",
+        *installed,
         str(Path(__file__).resolve().parents[3] / "config" / "fusion_pools.yaml"),
     ]
     for candidate in candidates:
