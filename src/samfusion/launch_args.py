@@ -43,6 +43,7 @@ __all__ = [
     "launch_arguments",
     "merge_arguments",
     "rviz_arguments",
+    "scene_topics_following_cameras",
     "simulation_arguments",
     "parameter_overrides",
     "node_settings",
@@ -179,6 +180,18 @@ def parse_remappings(text: str) -> list[tuple[str, str]]:
             raise LaunchArgumentError(f"remappings: {item!r} is not 'from:=to'")
         pairs.append((source, target))
     return pairs
+
+
+def scene_topics_following_cameras(values: Mapping[str, str], scene_default: str) -> dict[str, str]:
+    """For a launch that starts both nodes: unless ``scene_topics`` was given, the fusion node
+    reads the segmentation results of every perception camera (``<camera>/segmentation``)."""
+    out = dict(values)
+    if out.get("scene_topics", scene_default) != scene_default:
+        return out
+    cameras = _split_list(str, out.get("camera_names", ""))
+    if cameras:
+        out["scene_topics"] = "[" + ", ".join(f"'{camera}/segmentation'" for camera in cameras) + "]"
+    return out
 
 
 # ---- argument lists -------------------------------------------------------------------------

@@ -215,3 +215,17 @@ def test_launch_actions_module_needs_launch() -> None:
     else:  # pragma: no cover - only with ROS 2 launch installed
         module = importlib.import_module("samfusion.ros.launch_actions")
         assert module.PACKAGE == "sam_fusion"
+
+
+def test_system_launch_points_the_fusion_node_at_every_camera() -> None:
+    from samfusion.launch_args import scene_topics_following_cameras
+    from samfusion.ros.fusion_node import FUSION_PARAMS
+
+    scene = next(s for s in FUSION_PARAMS if s.name == "scene_topics")
+    default = default_string(scene)
+    out = scene_topics_following_cameras({"camera_names": "[front, 'rear']", "scene_topics": default}, default)
+    assert parse_value(scene, out["scene_topics"]) == ["front/segmentation", "rear/segmentation"]
+    given = {"camera_names": "[front]", "scene_topics": "[mine/segmentation]"}
+    assert scene_topics_following_cameras(given, default) == given  # an explicit choice is kept
+    lidar_only = {"camera_names": "[]", "scene_topics": default}
+    assert scene_topics_following_cameras(lidar_only, default) == lidar_only

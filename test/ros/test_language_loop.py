@@ -70,7 +70,7 @@ def sam3_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def loop(sam3_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Fake server, fusion node and perception node; both nodes on their default topics."""
     pools = {
-        "client": {"max_retries": 0, "stream": True},
+        "client": {"max_retries": 0, "stream": True, "api_key_env": KEY_ENV},  # the node's parameter is empty
         "default_pool": "loop",
         "pools": {"loop": {"members": list(MEMBERS), "judge": JUDGE, "judge_passes": 1,
                            "timeout_s": 20.0, "request_timeout_s": 30.0}},
@@ -79,8 +79,7 @@ def loop(sam3_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     pools_file.write_text(yaml.safe_dump(pools))
     with FakeOpenRouter(max_stall_s=5.0) as fake, \
             node_process("samfusion.ros.fusion_node", "fusion_loop",
-                         params={"pools_file": str(pools_file), "base_url": fake.base_url,
-                                 "api_key_env": KEY_ENV},
+                         params={"pools_file": str(pools_file), "base_url": fake.base_url},
                          env={KEY_ENV: KEY}) as fusion, \
             node_process("samfusion.ros.perception_node", "perception_loop",
                          params={"backend": "sam3", "checkpoint": str(sam3_checkpoint), "score_threshold": 0.0,

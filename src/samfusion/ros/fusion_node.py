@@ -57,8 +57,8 @@ FUSION_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("default_pool", "", "Pool used when a request names none (empty: the file's default_pool); "
               "live: must name a pool of the loaded file", read_only=False),
     ParamSpec("base_url", "", "OpenAI-compatible base URL (empty: the pools file's client.base_url)"),
-    ParamSpec("api_key_env", DEFAULT_KEY_ENV, "Name of the environment variable holding the API key "
-              "(the key itself is never a parameter)"),
+    ParamSpec("api_key_env", "", "Name of the environment variable holding the API key (empty: the pools "
+              f"file's client.api_key_env, by default {DEFAULT_KEY_ENV}; the key itself is never a parameter)"),
     ParamSpec("api_key_file", "", "Path of a file holding the API key (wins over api_key_env)"),
     ParamSpec("service_name", "fusion_query", "sam_fusion/FusionQuery service name"),
     ParamSpec("max_concurrent", 4, "Requests served at once; more get a 'busy' error", kind=int, min=1, max=64),
@@ -162,7 +162,7 @@ class FusionNode(Node):
         self.settings = self._load_settings()
         client_cfg = self.settings.client
         self._key = load_api_key(
-            env_var=self.params["api_key_env"],
+            env_var=self.params["api_key_env"] or client_cfg.api_key_env,
             key_file=self.params["api_key_file"] or client_cfg.api_key_file or None,
             required="openrouter.ai" in client_cfg.base_url,
         )
