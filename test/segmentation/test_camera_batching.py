@@ -31,15 +31,25 @@ def frames(bedroom):
     return [(bedroom[i], bedroom[(i + 10) % len(bedroom)]) for i in range(3)]
 
 
-def test_encode_many_equals_encode_per_frame(backends, frames):
-    backend = backends["sam2"]
+def _tensors(frame) -> list:
+    """Every tensor of a frame's features: tracker levels and, for SAM 3, the detector's vision output."""
+    out = list(frame.feats + frame.pos)
+    vision = getattr(frame, "vision", None)
+    if vision is not None:
+        out += [vision.last_hidden_state, *vision.fpn_hidden_states, *vision.fpn_position_encoding]
+    return out
+
+
+@pytest.mark.parametrize("kind, count", [("sam2", 6), ("sam3", 6 + 1 + 2 * 4)])
+def test_encode_many_equals_encode_per_frame(backends, frames, kind, count):
+    backend = backends[kind]
     left, right = frames[0]
     with backend.lock, torch.inference_mode():
         batched = backend.encode_many([left, right])
         single = [backend.encode(left), backend.encode(right)]
     for b, s in zip(batched, single):
-        assert len(b.feats) == len(s.feats) == 3
-        for fb, fs in zip(b.feats + b.pos, s.feats + s.pos):
+        assert len(_tensors(b)) == len(_tensors(s)) == count
+        for fb, fs in zip(_tensors(b), _tensors(s)):
             assert fb.shape == fs.shape
             torch.testing.assert_close(fb, fs, atol=1e-4, rtol=1e-4)
         assert b.geometry == s.geometry
@@ -74,24 +84,6 @@ def test_cameras_without_prompts_are_not_encoded(checkpoints, frames, monkeypatc
     out = pipeline.segment_many([("left", left, 0.0), ("right", right, 0.0)])
     assert [i.instance_id for i in out[0].instances] == [1] and out[1].instances == []
     assert calls == [1]
-
-
-def test_sam3_encode_many_equals_encode_per_frame(backends, frames):
-    backend = backends["sam3"]
-    left, right = frames[0]
-    with backend.lock, torch.inference_mode():
-        batched = backend.encode_many([left, right])
-        single = [backend.encode(left), backend.encode(right)]
-    for b, s in zip(batched, single):
-        pairs = list(zip(b.feats + b.pos, s.feats + s.pos))
-        pairs += [(b.vision.last_hidden_state, s.vision.last_hidden_state)]
-        pairs += list(zip(b.vision.fpn_hidden_states + b.vision.fpn_position_encoding,
-                          s.vision.fpn_hidden_states + s.vision.fpn_position_encoding))
-        assert len(pairs) == 3 + 3 + 1 + 2 * len(s.vision.fpn_hidden_states)
-        for fb, fs in pairs:
-            assert fb.shape == fs.shape
-            torch.testing.assert_close(fb, fs, atol=1e-4, rtol=1e-4)
-        assert b.geometry == s.geometry
 
 
 def test_sam3_concepts_and_objects_on_two_cameras_encode_once(checkpoints, frames, monkeypatch):
