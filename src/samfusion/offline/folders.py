@@ -132,7 +132,7 @@ def process_kitti_folder(root: str | Path, output: Path, pipeline: Any, schedule
     from samfusion.convert.pcd_io import write_pcd
     from samfusion.convert.pointcloud2 import add_fields, xyz_array
     from samfusion.io.kitti import kitti_frame_ids, prompts_from_labels, read_kitti_frame
-    from samfusion.pipeline.evaluation import kitti_point_accuracy, summarize
+    from samfusion.pipeline.evaluation import json_safe, kitti_point_accuracy, summarize
 
     root = Path(root)
     frame_ids = kitti_frame_ids(root)
@@ -184,7 +184,7 @@ def process_kitti_folder(root: str | Path, output: Path, pipeline: Any, schedule
         stats.seconds = time.monotonic() - start
         summary: dict[str, Any] = {"source": str(root), **stats.as_dict()}
         if label_prompts:
-            summary["accuracy"] = {k: (None if np.isnan(v) else v) for k, v in summarize(accuracy).items()}
+            summary["accuracy"] = summarize(accuracy)
             summary["objects"] = rows
-        (staged / "summary.json").write_text(json.dumps(summary, indent=2))
+        (staged / "summary.json").write_text(json.dumps(json_safe(summary), indent=2))
     return stats

@@ -13,7 +13,7 @@ import numpy as np
 from samfusion.convert.pcd_io import write_pcd
 from samfusion.convert.pointcloud2 import add_fields, xyz_array
 from samfusion.io.kitti import iter_kitti, kitti_frame_ids, prompts_from_labels
-from samfusion.pipeline.evaluation import ObjectAccuracy, kitti_point_accuracy, summarize
+from samfusion.pipeline.evaluation import ObjectAccuracy, json_safe, kitti_point_accuracy, summarize
 from samfusion.pipeline.overlay import render_overlay
 from samfusion.pipeline.perception import PerceptionPipeline, perception_config_from_flat
 
@@ -66,9 +66,7 @@ def evaluate_kitti(data: str | Path, config: dict[str, Any],
             _write_frame(out, frame.frame_id, frame.image, frame.cloud, seg, labels)
     totals = summarize(accuracies)
     if out is not None:
-        (out / "summary.json").write_text(json.dumps(
-            {"objects": rows, "accuracy": totals}, indent=2,
-            default=lambda v: None if isinstance(v, float) and np.isnan(v) else v))
+        (out / "summary.json").write_text(json.dumps(json_safe({"objects": rows, "accuracy": totals}), indent=2))
     return rows, totals
 
 

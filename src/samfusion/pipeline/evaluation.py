@@ -8,8 +8,9 @@ as the box defines them.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -67,3 +68,14 @@ def summarize(results: Sequence[ObjectAccuracy]) -> dict[str, float]:
         "macro_recall": float(np.mean(recalls)) if recalls else float("nan"),
         "macro_precision": float(np.mean(precisions)) if precisions else float("nan"),
     }
+
+
+def json_safe(value: Any) -> Any:
+    """NaN (an object with no points has no precision) as None, so written JSON is strict."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value

@@ -34,7 +34,7 @@ from samfusion.convert.pointcloud2 import cloud_to_structured, xyz_array
 from samfusion.geometry.projection import project_points
 from samfusion.errors import SamFusionError
 from samfusion.io.kitti import kitti_frame_ids, read_kitti_frame
-from samfusion.pipeline.evaluation import kitti_point_accuracy, summarize
+from samfusion.pipeline.evaluation import json_safe, kitti_point_accuracy, summarize
 from samfusion.pipeline.overlay import draw_points
 from samfusion.ros.kitti_player import default_data_dir
 from samfusion.ros.processes import node_command, stop_process
@@ -100,17 +100,6 @@ class _DemoFailed(RuntimeError):
         tail = tail or lines[-3:]  # a node that refused its parameters prints one plain line
         detail = "\n  ".join(tail) if tail else "(the log is empty)"
         super().__init__(f"{what}; see {log}\n  {detail}")
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN (an object with no points) as null, so summary.json is strict JSON."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def _spin_until(node: Node, done: Any, seconds: float) -> bool:
@@ -270,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     from samfusion.pipeline.evaluation import ObjectAccuracy
 
     totals = summarize([ObjectAccuracy(**a) for a in all_acc])
-    (out / "summary.json").write_text(json.dumps(_json_safe({"frames": frames, "accuracy": totals}), indent=2))
+    (out / "summary.json").write_text(json.dumps(json_safe({"frames": frames, "accuracy": totals}), indent=2))
     _print_summary(frames, out)
     print(f"\npoint accuracy vs KITTI 3D boxes: micro precision {totals['micro_precision']:.3f}, "
           f"micro recall {totals['micro_recall']:.3f}, macro precision {totals['macro_precision']:.3f}, "
