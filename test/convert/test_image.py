@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from samfusion.convert import (
     SUPPORTED_ENCODINGS,
     as_uint8_array,
+    check_image_layout,
     encoding_info,
     image_to_numpy,
     image_to_rgb,
@@ -398,3 +399,25 @@ def test_property_truncated_yuv_bayer_raise(case, cut):
     with pytest.raises(ConversionError) as ei:
         image_to_numpy(image_msg(enc, h, w, step, data[:keep], is_bigendian=int(big)))
     assert f"expected {step * h} bytes" in str(ei.value) and f"got {keep}" in str(ei.value)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(image_cases(), st.integers(-10, 10_000), st.integers(-8, 8), st.sampled_from(["", "rgb9000", None]))
+def test_property_layout_check_agrees_with_decoding(case, cut, step_delta, encoding):
+    """The cheap callback check refuses exactly what decoding refuses, plus empty images."""
+    enc, arr, pad, big = case
+    data, step = _padded(arr, pad, big=big)
+    msg = image_msg(encoding if encoding is not None else enc, arr.shape[0], arr.shape[1],
+                    max(0, step + step_delta), data[: max(0, len(data) - cut)], is_bigendian=int(big))
+    try:
+        decoded = image_to_numpy(msg)
+    except ConversionError as exc:
+        with pytest.raises(ConversionError) as ei:
+            check_image_layout(msg)
+        assert str(ei.value) == str(exc)
+        return
+    if decoded.size == 0:
+        with pytest.raises(ConversionError, match="empty .* nothing to segment"):
+            check_image_layout(msg)
+    else:
+        check_image_layout(msg)  # no error

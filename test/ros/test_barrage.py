@@ -4,7 +4,8 @@ with good KITTI frames for about 20 s.
 The bad messages come from a seeded generator (deterministic content; the interleaving with
 DDS delivery is not), each one checked here against the same core conversion the node uses, so
 "bad" really means "the node must refuse it". The node must stay up, label every good frame
-that comes back exactly as it does without the barrage, and count what it refused. Sensor
+that comes back exactly as it does without the barrage (or, if that frame's image was lost on
+the way, publish its cloud unlabeled and count it), and count what it refused. Sensor
 topics are best effort, so the node may not receive everything; its own diagnostics say how
 many images and clouds it received, and every received one must be accounted for exactly once
 (segmented / labeled, skipped / dropped as stale, or refused). From that and what this process
@@ -318,8 +319,18 @@ def test_bad_input_barrage_mixed_with_good_frames() -> None:
         good = {_key(s) for s in sent.good_frames}
         returned = [c for c in rig.clouds if _key(c.header.stamp) in good]
         assert len(returned) >= len(sent.good_frames) // 2, (len(returned), len(sent.good_frames))
+        # Malformed images are refused in the callback and never push a good frame out of the
+        # node's latest-frame buffer. A good cloud can only come back unlabeled (flagged and
+        # counted) when its image never reached the segmenter (best-effort transport may lose it).
+        unlabeled = []
         for cloud in returned:
-            assert set(np.unique(cloud_to_structured(cloud)["instance"])) == {0, 1, 2, 3}, cloud.header.stamp
+            ids = set(np.unique(cloud_to_structured(cloud)["instance"]).tolist())
+            assert ids in ({0, 1, 2, 3}, {0}), (cloud.header.stamp, ids)
+            if ids == {0}:
+                unlabeled.append(cloud.header.stamp)
+        assert len(unlabeled) <= len(sent.good_frames) - d.get("frames_segmented", 0), (unlabeled, d)
+        assert len(unlabeled) <= d.get("clouds_unlabeled", 0), (unlabeled, d)
+        assert len(returned) - len(unlabeled) >= len(sent.good_frames) // 2, (len(unlabeled), len(returned))
         # NaN-only and empty clouds are valid input: published back with no labels at all.
         for cloud in rig.clouds:
             width = sent.edge_clouds.get(_key(cloud.header.stamp))

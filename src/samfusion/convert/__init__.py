@@ -20,6 +20,7 @@ from samfusion.convert.compressed import (
 from samfusion.convert.image import (
     SUPPORTED_ENCODINGS,
     as_uint8_array,
+    check_image_layout,
     encoding_info,
     to_msg_data,
     image_to_numpy,
@@ -53,6 +54,7 @@ from samfusion.convert.pointcloud2 import (
 __all__ = [
     "SUPPORTED_ENCODINGS",
     "as_uint8_array",
+    "check_image_layout",
     "to_msg_data",
     "encoding_info",
     "image_to_numpy",

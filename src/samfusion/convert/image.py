@@ -35,6 +35,7 @@ __all__ = [
     "as_uint8_array",
     "to_msg_data",
     "image_to_numpy",
+    "check_image_layout",
     "image_to_rgb",
     "to_rgb8",
     "numpy_to_image",
@@ -247,6 +248,18 @@ def _raw_view(msg: Any) -> tuple[np.ndarray, str, str]:
         strides = (step, 2, 1)
     arr = np.ndarray(shape, dtype=dtype, buffer=buf, offset=0, strides=strides)
     return arr, encoding, kind
+
+
+def check_image_layout(msg: Any) -> None:
+    """Refuse an Image whose header cannot describe its data, without decoding any pixel.
+
+    Cheap (no copy): unknown encoding, zero width or height, ``step`` shorter than a row,
+    truncated data. A node runs it in the subscription callback so malformed frames never take
+    a slot in the latest-frame buffer that a good frame needs.
+    """
+    arr, encoding, _ = _raw_view(msg)
+    if arr.size == 0:
+        raise ConversionError(f"empty {encoding} image {arr.shape[1]}x{arr.shape[0]}: nothing to segment")
 
 
 def _to_native(arr: np.ndarray) -> np.ndarray:

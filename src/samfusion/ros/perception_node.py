@@ -26,7 +26,7 @@ from visualization_msgs.msg import MarkerArray
 
 from sam_fusion.msg import Prompt, SegmentationResult
 from samfusion.convert.compressed import compressed_to_rgb
-from samfusion.convert.image import image_to_rgb, numpy_to_image
+from samfusion.convert.image import check_image_layout, image_to_rgb, numpy_to_image
 from samfusion.convert.pointcloud2 import cloud_to_structured, labeled_cloud, xyz_array
 from samfusion.errors import SamFusionError
 from samfusion.geometry.camera_info import camera_info_to_model
@@ -278,6 +278,14 @@ class PerceptionNode(Node):
 
     def _on_image(self, name: str, msg: Any) -> None:
         item = Stamped(stamp_to_seconds(msg.header.stamp), msg, arrival=time.monotonic())
+        if isinstance(msg, Image):  # a malformed frame must not push a good one out of the buffer
+            try:
+                check_image_layout(msg)
+            except SamFusionError as exc:
+                with self._wake:
+                    self.counters["images_received"] += 1
+                    self._reject("bad_image", f"camera '{name}': {exc}")
+                return
         with self._wake:
             self.counters["images_received"] += 1
             self._buffers[name].push(item)
