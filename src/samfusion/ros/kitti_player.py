@@ -4,6 +4,11 @@ Each frame: the prompts (CLEAR, then one box per labeled object, ids 1.. in labe
 out first, then after ``prompt_lead_s`` the image, camera_info and cloud with one shared stamp.
 The stamp -> frame id mapping is published on ``kitti_player/frames`` so recorders can match
 results to ground truth. A timer drives a small state machine: no sleeping in callbacks.
+
+With ``pace_topic`` set (e.g. ``points_labeled``) the player waits for a PointCloud2 carrying the
+frame's stamp there before it sends the next frame's prompts, so a slow machine segments every
+frame with its own prompts instead of dropping frames as stale (evaluation and demos want that;
+a live robot does not wait). ``rate_hz`` stays the upper bound.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from samfusion.convert.pointcloud2 import structured_to_cloud
 from samfusion.geometry.camera_info import camera_model_to_camera_info
 from samfusion.io.kitti import KittiFrame, kitti_frame_ids, prompts_from_labels, read_kitti_frame
 from samfusion.ros.params import ParamSpec, declare_parameters
-from samfusion.ros.qos import LATCHED_QOS, LOG_QOS, PROMPT_QOS, SENSOR_QOS
+from samfusion.ros.qos import LATCHED_QOS, LOG_QOS, PROMPT_QOS, RESULT_QOS, SENSOR_QOS
 from samfusion.ros.runtime import spin_node
 
 __all__ = ["KittiPlayer", "main", "PLAYER_PARAMS", "default_data_dir"]
@@ -63,6 +68,10 @@ PLAYER_PARAMS = (
               kind=int, min=0, max=100),
     ParamSpec("start_timeout_s", 60.0, "Give up waiting for subscribers after this long", kind=float,
               min=0.0, max=3600.0),
+    ParamSpec("pace_topic", "", "PointCloud2 topic whose message with the frame's stamp must arrive before the "
+              "next frame (e.g. points_labeled); empty = play at rate_hz without waiting"),
+    ParamSpec("pace_timeout_s", 30.0, "With pace_topic: go on to the next frame (warned) after this long",
+              kind=float, min=0.1, max=3600.0),
 )
 
 
@@ -92,6 +101,11 @@ class KittiPlayer(Node):
         self.next_time = time.monotonic()
         self.started = time.monotonic()
         self.finished = False
+        self.results_missed = 0  # paced frames whose result did not come within pace_timeout_s
+        self._awaiting: tuple[int, int] | None = None  # stamp of the paced frame not yet answered
+        self._await_deadline = 0.0
+        if self.p["pace_topic"]:
+            self.create_subscription(PointCloud2, self.p["pace_topic"], self._on_result, RESULT_QOS)
         self.create_timer(0.02, self._tick)
         self.get_logger().info(f"playing {len(self.frames)} KITTI frames from {root} at {self.p['rate_hz']} Hz")
 
@@ -104,7 +118,21 @@ class KittiPlayer(Node):
                 self.get_logger().error("no subscriber on the cloud topic; giving up")
                 self.finished = True
             return
-        if self.finished or now < self.next_time:
+        if self.finished:
+            return
+        if self.phase == "result":
+            if self._awaiting is not None and now < self._await_deadline:
+                return
+            if self._awaiting is not None:
+                self.results_missed += 1
+                self.get_logger().warning(
+                    f"no message with stamp {self._awaiting[0]}.{self._awaiting[1]:09d} on "
+                    f"'{self.p['pace_topic']}' within pace_timeout_s={self.p['pace_timeout_s']:g}; going on "
+                    f"({self.results_missed} missed so far)")
+                self._awaiting = None
+            self._advance()
+            return
+        if now < self.next_time:
             return
         frame = self.frames[self.index]
         if self.phase == "prompts":
@@ -112,7 +140,17 @@ class KittiPlayer(Node):
                 self._publish_prompts(frame)
             self.phase, self.next_time = "sensors", now + self.p["prompt_lead_s"]
             return
-        self._publish_sensors(frame)
+        stamp = self._publish_sensors(frame)
+        self.next_time = now + max(0.0, 1.0 / self.p["rate_hz"] - self.p["prompt_lead_s"])
+        if self.p["pace_topic"]:
+            self._awaiting = (stamp.sec, stamp.nanosec)
+            self._await_deadline = now + self.p["pace_timeout_s"]
+            self.phase = "result"
+            return
+        self._advance()
+
+    def _advance(self) -> None:
+        """On to the next frame's prompts (or finish); ``next_time`` keeps the rate bound."""
         self.index += 1
         if self.index >= len(self.frames):
             if not self.p["loop"]:
@@ -121,7 +159,10 @@ class KittiPlayer(Node):
                 return
             self.index = 0
         self.phase = "prompts"
-        self.next_time = now + max(0.0, 1.0 / self.p["rate_hz"] - self.p["prompt_lead_s"])
+
+    def _on_result(self, msg: PointCloud2) -> None:
+        if self._awaiting == (msg.header.stamp.sec, msg.header.stamp.nanosec):
+            self._awaiting = None
 
     def _publish_prompts(self, frame: KittiFrame) -> None:
         for update in prompts_from_labels(frame.labels, target=self.p["camera_name"]):
@@ -136,7 +177,8 @@ class KittiPlayer(Node):
                          for b in update.boxes]
             self.prompt_pub.publish(msg)
 
-    def _publish_sensors(self, frame: KittiFrame) -> None:
+    def _publish_sensors(self, frame: KittiFrame) -> Any:
+        """Extrinsic, camera_info, image, frame log and cloud with one stamp; returns the stamp."""
         stamp = self.get_clock().now().to_msg()
         cam_header = Header(stamp=stamp, frame_id=self.p["camera_frame"])
         lidar_header = Header(stamp=stamp, frame_id=self.p["lidar_frame"])
@@ -158,6 +200,7 @@ class KittiPlayer(Node):
         self.cloud_pub.publish(structured_to_cloud(frame.cloud, PointCloud2, PointField, lidar_header))
         self.get_logger().info(f"frame {frame.frame_id}: {len(frame.cloud)} points, "
                                f"{len(frame.labels)} labels")
+        return stamp
 
 
 def _play(node: KittiPlayer) -> None:
