@@ -12,7 +12,7 @@ from samfusion.pipeline.evaluation import kitti_point_accuracy, summarize
 from samfusion.pipeline.extrinsics import extrinsics_from_flat, load_extrinsics
 from samfusion.pipeline.labels import LabelMap
 from samfusion.pipeline.perception import PerceptionPipeline, perception_config_from_flat
-from samfusion.pipeline.sync import CameraBuffer, CloudSlot, Stamped, nearest_within
+from samfusion.pipeline.sync import CalibrationStamps, CameraBuffer, CloudSlot, Stamped, nearest_within
 from samfusion.segmentation.prompts import BoxPrompt, PromptAction, PromptUpdate
 
 
@@ -127,6 +127,24 @@ def test_pairing_buffers_keep_newest_and_count_skips():
     slot.put(first)
     slot.put(second)
     assert slot.dropped == 1 and not slot.take(first) and slot.take(second) and slot.peek() is None
+
+
+def test_calibration_stamped_per_frame_makes_a_newer_frame_wait():
+    cal = CalibrationStamps()
+    cal.applied("camera_info", "cam", 0.0)  # published once (latched / static): never waits
+    cal.image_segmented("cam", 5.0)
+    assert cal.behind("cam", 5.0) == []
+    cal.applied("camera_info", "cam", 5.0)  # the frame's own CameraInfo: the stream is per frame
+    cal.applied("extrinsic", "cam", 0.0)
+    cal.image_segmented("cam", 5.0)
+    assert cal.behind("cam", 5.0) == [] and cal.behind("cam", 4.0) == []
+    assert cal.behind("cam", 6.0) == ["camera_info"]  # frame 6's CameraInfo not applied yet
+    assert cal.behind("other", 6.0) == []
+    cal.applied("camera_info", "cam", 6.0)
+    assert cal.behind("cam", 6.0) == []
+    cal.applied("extrinsic", "cam", 6.0)
+    cal.image_segmented("cam", 6.0)  # now the extrinsic is per frame too
+    assert cal.behind("cam", 7.0) == ["camera_info", "extrinsic"]
 
 
 def test_extrinsics_from_files_and_parameters(shared_data):

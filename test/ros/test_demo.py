@@ -41,6 +41,16 @@ def test_demo_writes_overlays_clouds_and_summary(tmp_path):
     assert np.isclose(summary["accuracy"]["objects"], 6)
     assert "point accuracy vs KITTI 3D boxes" in proc.stdout and str(out) in proc.stdout
 
+    # Over DDS the nodes label exactly what the offline core labels from the same files: every
+    # frame is segmented with its own prompts and projected with its own calibration (frame
+    # 000000's calibration differs from the others', so a stale CameraInfo would show here).
+    offline = subprocess.run([sys.executable, "-m", "samfusion.cli", "kitti", str(REPO_ROOT / "data" / "kitti"),
+                              "--json"], cwd=REPO_ROOT, env=node_env(), capture_output=True, text=True, timeout=300)
+    assert offline.returncode == 0, offline.stderr
+    expected = {(o["frame"], o["object_id"]): o["labeled_points"] for o in json.loads(offline.stdout)["objects"]}
+    got = {(f, o["id"]): o["points"] for f, frame in frames.items() for o in frame["objects"]}
+    assert got == expected
+
 
 def test_demo_stops_early_and_says_why_when_the_model_does_not_load(tmp_path):
     out = tmp_path / "demo"

@@ -3,6 +3,8 @@
 Pure Python (no rclpy) so the pairing rules are unit-tested: every camera keeps its last few
 frames (bounded), the newest unprocessed one is what gets segmented, older unprocessed ones are
 skipped and counted; one pending cloud at a time, a newer cloud replaces (and counts) an older one.
+Calibration that a driver stamps per frame (CameraInfo with each image's stamp) is tracked so a
+frame is labeled with its own calibration, not the previous frame's one that happened to be applied.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-__all__ = ["Stamped", "CameraBuffer", "CloudSlot", "nearest_within"]
+__all__ = ["Stamped", "CameraBuffer", "CloudSlot", "CalibrationStamps", "nearest_within"]
 
 T = TypeVar("T")
 
@@ -90,3 +92,33 @@ class CloudSlot:
                 self._item = None
                 return True
             return False
+
+
+class CalibrationStamps:
+    """Stamp of the calibration in use per (kind, camera), and which streams are stamped per frame.
+
+    A stream becomes *per frame* (for good) once the calibration in use carries the stamp of an
+    image being segmented: drivers that publish CameraInfo with every image do that. For such a
+    stream, a frame whose stamp is newer than the calibration in use must wait for its own (its
+    CameraInfo may arrive a moment after the image). A calibration published once (latched, or a
+    static file) never becomes per frame, so it never makes anything wait.
+    """
+
+    TOLERANCE_S = 1e-6
+
+    def __init__(self) -> None:
+        self._latest: dict[tuple[str, str], float] = {}
+        self._per_frame: set[tuple[str, str]] = set()
+
+    def applied(self, kind: str, camera: str, stamp: float) -> None:
+        self._latest[(kind, camera)] = stamp
+
+    def image_segmented(self, camera: str, stamp: float) -> None:
+        for key, latest in self._latest.items():
+            if key[1] == camera and abs(latest - stamp) <= self.TOLERANCE_S:
+                self._per_frame.add(key)
+
+    def behind(self, camera: str, stamp: float) -> list[str]:
+        """Kinds of per-frame calibration of ``camera`` that are older than a frame at ``stamp``."""
+        return sorted(kind for kind, cam in self._per_frame
+                      if cam == camera and self._latest[(kind, cam)] < stamp - self.TOLERANCE_S)

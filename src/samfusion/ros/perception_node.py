@@ -38,7 +38,7 @@ from samfusion.pipeline.perception import (
     PerceptionPipeline,
     perception_config_from_flat,
 )
-from samfusion.pipeline.sync import CameraBuffer, CloudSlot, Stamped, nearest_within
+from samfusion.pipeline.sync import CalibrationStamps, CameraBuffer, CloudSlot, Stamped, nearest_within
 from samfusion.pointcloud.markers import markers_from_objects
 from samfusion.ros.adapters import (
     markers_to_msg,
@@ -90,8 +90,9 @@ class PerceptionNode(Node):
         self._segs: dict[str, deque[FrameSegmentation]] = {n: deque(maxlen=8) for n in self.camera_names}
         self._seg_headers: dict[int, Header] = {}
         self._image_sizes: dict[str, tuple[int, int]] = {}
-        self._models: dict[str, Any] = {}
-        self._extrinsic_updates: dict[str, RigidTransform] = {}
+        self._models: dict[str, tuple[float, Any]] = {}  # stamp, model: applied by the worker
+        self._extrinsic_updates: dict[str, tuple[float, RigidTransform]] = {}
+        self._calibration = CalibrationStamps()
         self._load_request: str | None = "load" if self.params["autostart"] else None
         self._load_result: tuple[bool, str] | None = None
         self._prompts: deque[tuple[PromptUpdate, Any]] = deque(maxlen=256)
@@ -298,7 +299,7 @@ class PerceptionNode(Node):
             self._reject("bad_camera_info", f"camera '{name}': {exc}")
             return
         with self._lock:
-            self._models[name] = model
+            self._models[name] = (stamp_to_seconds(msg.header.stamp), model)
 
     def _on_extrinsic(self, name: str, msg: TransformStamped) -> None:
         t, q = msg.transform.translation, msg.transform.rotation
@@ -308,7 +309,7 @@ class PerceptionNode(Node):
             self._reject("bad_extrinsic", f"camera '{name}': {exc}")
             return
         with self._lock:
-            self._extrinsic_updates[name] = transform
+            self._extrinsic_updates[name] = (stamp_to_seconds(msg.header.stamp), transform)
 
     def _on_cloud(self, msg: PointCloud2) -> None:
         self.counters["clouds_received"] += 1
@@ -349,26 +350,12 @@ class PerceptionNode(Node):
                 self._load_result = result
                 self._wake.notify_all()
         with self._lock:
-            models, self._models = self._models, {}
-            extrinsics, self._extrinsic_updates = self._extrinsic_updates, {}
             prompts: list[tuple[PromptUpdate, Any]] = []
             if self.pipeline is not None:  # without a model, prompts wait (bounded) for one
                 prompts = list(self._prompts)
                 self._prompts.clear()
             images = {n: b.take_newest_unprocessed() for n, b in self._buffers.items()}
-        for name, model in models.items():
-            try:
-                model.validate()
-            except SamFusionError as exc:
-                self._reject("bad_camera_info", f"camera '{name}': {exc}")
-                continue
-            self._camera_models[name] = model
-            if self.pipeline is not None:
-                self.pipeline.set_camera_model(name, model)
-        for name, transform in extrinsics.items():
-            self._extrinsics[name] = transform
-            if self.pipeline is not None:
-                self.pipeline.set_extrinsic(name, transform)
+        self._apply_calibration()
         if self.pipeline is None:
             skipped = sum(item is not None for item in images.values())
             if skipped:
@@ -379,6 +366,27 @@ class PerceptionNode(Node):
             self._apply_prompt(update, msg)
         self._segment_all({n: item for n, item in images.items() if item is not None})
         self._maybe_label_cloud()
+
+    def _apply_calibration(self) -> None:
+        """Apply the CameraInfo and extrinsic messages that arrived since the last call."""
+        with self._lock:
+            models, self._models = self._models, {}
+            extrinsics, self._extrinsic_updates = self._extrinsic_updates, {}
+        for name, (stamp, model) in models.items():
+            try:
+                model.validate()
+            except SamFusionError as exc:
+                self._reject("bad_camera_info", f"camera '{name}': {exc}")
+                continue
+            self._camera_models[name] = model
+            self._calibration.applied("camera_info", name, stamp)
+            if self.pipeline is not None:
+                self.pipeline.set_camera_model(name, model)
+        for name, (stamp, transform) in extrinsics.items():
+            self._extrinsics[name] = transform
+            self._calibration.applied("extrinsic", name, stamp)
+            if self.pipeline is not None:
+                self.pipeline.set_extrinsic(name, transform)
 
     def _apply_prompt(self, update: PromptUpdate, msg: Prompt) -> None:
         try:
@@ -454,6 +462,7 @@ class PerceptionNode(Node):
                     self._reject("bad_image", f"camera '{name}': {exc}")
                     segs.append(None)
         for (name, item, rgb), seg in zip(decoded, segs):
+            self._calibration.image_segmented(name, item.stamp)
             if seg is not None:
                 self._image_sizes[name] = (rgb.shape[1], rgb.shape[0])  # only sizes of usable images
                 self._publish_segmentation(name, item.value.header, rgb, seg)
@@ -480,6 +489,7 @@ class PerceptionNode(Node):
         item = self._cloud.peek()
         if item is None:
             return
+        self._apply_calibration()  # a frame's CameraInfo may arrive while its image is segmented
         skew = float(self.params["max_skew_s"])
         offsets = self._time_offsets
         matched = {n: nearest_within(list(self._segs[n]), item.stamp + offsets[n], skew)
@@ -495,13 +505,19 @@ class PerceptionNode(Node):
         # first frame) would silently label nothing: wait for it, then say so.
         uncalibrated = [n for n, m in matched.items() if m is not None and self.pipeline is not None
                         and (self.pipeline.camera(n).model is None or self.pipeline.camera(n).T_cam_from_lidar is None)]
-        if uncalibrated and not timed_out:
+        # A driver that stamps CameraInfo (or the extrinsic) per frame: label with the frame's own.
+        behind = {n: kinds for n, m in matched.items() if m is not None
+                  and (kinds := self._calibration.behind(n, m.stamp))}
+        if (uncalibrated or behind) and not timed_out:
             return
         if not self._cloud.take(item):
             return
         if uncalibrated:
             self._reject("clouds_missing_calibration", f"cameras {uncalibrated} have no CameraInfo or LiDAR "
                          f"extrinsic yet; their masks did not label the cloud at {item.stamp:.3f}")
+        if behind:
+            self._reject("clouds_stale_calibration", f"the {behind} of the frame did not arrive within "
+                         f"cloud_wait_s; the cloud at {item.stamp:.3f} was labeled with older calibration")
         self._label_and_publish(item.value, [m for m in matched.values() if m is not None])
 
     def _label_and_publish(self, msg: PointCloud2, segs: list[FrameSegmentation]) -> None:
