@@ -278,18 +278,18 @@ class PerceptionNode(Node):
             self._last_log[kind] = (last, suppressed + 1)
 
     def _on_image(self, name: str, msg: Any) -> None:
-        item = Stamped(stamp_to_seconds(msg.header.stamp), msg, arrival=time.monotonic())
+        problem = ""
         if isinstance(msg, Image):  # a malformed frame must not push a good one out of the buffer
             try:
                 check_image_layout(msg)
             except SamFusionError as exc:
-                with self._wake:
-                    self.counters["images_received"] += 1
-                    self._reject("bad_image", f"camera '{name}': {exc}")
-                return
+                problem = str(exc)
         with self._wake:
             self.counters["images_received"] += 1
-            self._buffers[name].push(item)
+            if problem:
+                self._reject("bad_image", f"camera '{name}': {problem}")
+                return
+            self._buffers[name].push(Stamped(stamp_to_seconds(msg.header.stamp), msg, arrival=time.monotonic()))
             self._wake.notify()
 
     def _on_camera_info(self, name: str, msg: CameraInfo) -> None:
@@ -516,8 +516,9 @@ class PerceptionNode(Node):
             self._reject("clouds_missing_calibration", f"cameras {uncalibrated} have no CameraInfo or LiDAR "
                          f"extrinsic yet; their masks did not label the cloud at {item.stamp:.3f}")
         if behind:
-            self._reject("clouds_stale_calibration", f"the {behind} of the frame did not arrive within "
-                         f"cloud_wait_s; the cloud at {item.stamp:.3f} was labeled with older calibration")
+            self._reject("clouds_stale_calibration", f"per-frame calibration {behind} (camera: kinds) of the "
+                         f"frame did not arrive within cloud_wait_s; the cloud at {item.stamp:.3f} was "
+                         f"labeled with the previous one")
         self._label_and_publish(item.value, [m for m in matched.values() if m is not None])
 
     def _label_and_publish(self, msg: PointCloud2, segs: list[FrameSegmentation]) -> None:
